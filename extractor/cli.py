@@ -1,0 +1,81 @@
+"""The ``aps-usage`` command line: a thin layer over the Python API in this package.
+
+Each area keeps its commands in ``extractor/commands/<area>.py`` as a list ``COMMANDS``;
+this module only adds the global options and turns errors into one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import AUTODESK_BASE_URL, __version__
+from .config import Settings
+from .errors import UsageError
+from .logs import redact, setup_logging
+
+EXIT_CODES_HELP = """\b
+Exit codes: 0 ok; 1 other error; 2 bad input file or argument; 3 authentication;
+4 API failure or failed job; 5 data dir locked by another run; 6 build/publish failed;
+130 interrupted."""
+
+
+@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="APS_USAGE_DATA_DIR",
+    default="data",
+    show_default=True,
+    help="Where the dataset, state, warehouse and outputs live (env APS_USAGE_DATA_DIR).",
+)
+@click.option(
+    "--base-url",
+    envvar="APS_BASE_URL",
+    default=AUTODESK_BASE_URL,
+    show_default=True,
+    help="API base URL (env APS_BASE_URL); point it at the sandbox to try without an account.",
+)
+@click.option("-v", "--verbose", count=True, help="More detail in the log (repeatable).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
+@click.version_option(__version__, prog_name="aps-usage")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path, base_url: str, verbose: int, quiet: bool) -> None:
+    """Extract Autodesk Premium Reporting and Token Flex usage, model it with dbt, publish it to BI."""
+    setup_logging(verbose, quiet)
+    ctx.obj = Settings(data_dir=data_dir, base_url=base_url, verbose=verbose, quiet=quiet)
+
+
+def _register() -> None:
+    from .commands import ALL_COMMANDS
+
+    for command in ALL_COMMANDS:
+        cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="aps-usage", standalone_mode=False)
+    except UsageError as err:
+        click.echo(f"Error: {redact(str(err))}", err=True)
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""Command modules, one per area. Each exposes ``COMMANDS``: a list of click commands."""
+
+from . import auth, build, demo, extract, importing, publish, sandbox, status
+
+ALL_COMMANDS = [
+    *sandbox.COMMANDS,
+    *auth.COMMANDS,
+    *extract.COMMANDS,
+    *importing.COMMANDS,
+    *status.COMMANDS,
+    *build.COMMANDS,
+    *publish.COMMANDS,
+    *demo.COMMANDS,
+]

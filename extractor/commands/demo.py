@@ -1,0 +1,3 @@
+"""Commands of the 'demo' area (placeholder until the area lands)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""Commands of the 'importing' area (placeholder until the area lands)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""Commands of the 'publish' area (placeholder until the area lands)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""Commands of the 'sandbox' area (placeholder until the area lands)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""Commands of the 'status' area (placeholder until the area lands)."""
+
+COMMANDS: list = []

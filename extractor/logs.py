@@ -1,0 +1,110 @@
+"""Logging and progress: rich on a terminal, plain lines otherwise; secrets never printed.
+
+Every log record passes through :func:`redact`, so a token, a client secret or a pre-signed
+URL that slips into a message is masked before it reaches a handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+log = logging.getLogger("aps_usage")
+
+_registered_secrets: set[str] = set()
+
+_PATTERNS = [
+    # Authorization headers and bearer tokens
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1***"),
+    # key=value secrets in query strings, form bodies, JSON-ish text
+    (
+        re.compile(
+            r"(?i)((?:access_token|refresh_token|client_secret|code_verifier|code|password|"
+            r"signature|sig|x-amz-signature|x-amz-credential|x-amz-security-token|token|adsk-pat|pat)"
+            r"[\"']?\s*[=:]\s*[\"']?)[^\s&\"',;}]+"
+        ),
+        r"\1***",
+    ),
+    # any URL's query string (pre-signed URLs carry their signature there)
+    (re.compile(r"(https?://[^\s?\"']+)\?[^\s\"']+"), r"\1?***"),
+]
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so that it is masked wherever it appears."""
+    if value and len(value) >= 6:
+        _registered_secrets.add(value)
+
+
+def redact(text: str) -> str:
+    for secret in sorted(_registered_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    for pattern, repl in _PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = ()
+        return True
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    root = logging.getLogger("aps_usage")
+    root.setLevel(level)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(_RedactingFilter())
+    root.addHandler(handler)
+    root.propagate = False
+    for noisy in ("httpx", "httpcore", "uvicorn", "uvicorn.access", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+class _Task:
+    def __init__(self, advance, description: str):
+        self._advance = advance
+        self.description = description
+
+    def advance(self, n: float = 1) -> None:
+        self._advance(n)
+
+
+@contextmanager
+def progress(description: str, total: float | None = None, quiet: bool = False) -> Iterator[_Task]:
+    """A progress bar on a TTY; on a pipe, one plain line at start and one at the end."""
+    if quiet:
+        yield _Task(lambda n: None, description)
+        return
+    if is_tty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            transient=False,
+        ) as bar:
+            task_id = bar.add_task(description, total=total)
+            yield _Task(lambda n: bar.advance(task_id, n), description)
+        return
+    done = [0.0]
+    log.info("%s ...", description)
+
+    def adv(n: float) -> None:
+        done[0] += n
+
+    yield _Task(adv, description)
+    suffix = f" ({int(done[0])}/{int(total)})" if total else (f" ({int(done[0])})" if done[0] else "")
+    log.info("%s done%s", description, suffix)
