@@ -1,0 +1,640 @@
+"""The raw Parquet dataset under ``<data-dir>/raw``: one writer at a time, atomic commits.
+
+Layout (see ``docs/design.md``)::
+
+    <data-dir>/raw/<dataset>/schema.parquet          zero rows, every listed column typed
+    <data-dir>/raw/<dataset>/month=YYYY-MM/part.parquet   datasets with a date column
+    <data-dir>/raw/<dataset>/part.parquet             the others
+    <data-dir>/state/state.json                       what was extracted up to when
+    <data-dir>/.tmp/<txid>/                           a transaction in progress (never read)
+
+A transaction stages incoming rows as Parquet, merges them with the affected partitions in
+DuckDB (replace predicates, then de-duplication by ``_row_hash``), writes the new partition
+files under ``.tmp/<txid>/``, and then writes ``COMMIT.json``: the commit point. Only then are
+the files renamed into place and the state replaced. Whoever takes the lock next finishes a
+committed transaction (roll forward) or deletes an uncommitted one (roll back), so readers
+see either the previous dataset or the new one per file, and the state never runs ahead of
+the files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import InputError, LockedError, UsageError
+from .logs import log
+from .schemas import DATASETS, DatasetSpec
+
+try:  # POSIX advisory locks; released by the kernel when a process dies
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+META_COLUMNS: dict[str, pa.DataType] = {
+    "_source": pa.string(),
+    "_extracted_at": pa.timestamp("us", tz="UTC"),
+    "_row_hash": pa.string(),
+}
+PART_FILE = "part.parquet"
+SCHEMA_FILE = "schema.parquet"
+# DuckDB's share of the memory of a merge; it spills to .tmp beyond this.
+DUCKDB_MEMORY_LIMIT = os.environ.get("APS_USAGE_DUCKDB_MEMORY", "192MB")
+
+
+@dataclass
+class Replace:
+    """Which existing rows the incoming rows replace (see docs/design.md)."""
+
+    match: dict[str, Any] | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    snapshot: bool = False
+    everything: bool = False
+
+
+@dataclass
+class _Write:
+    files: list[Path]
+    source: str
+    replace: Replace | None
+    rows: int
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old or the new content, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def full_schema(spec: DatasetSpec) -> pa.Schema:
+    return pa.schema(list(spec.schema) + [pa.field(k, v) for k, v in META_COLUMNS.items()])
+
+
+def _sql_str(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _conform(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec, source: str) -> pa.Table:
+    """Cast listed columns to their type, other columns to string; names must be canonical."""
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    names = table.column_names
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise InputError(f"{source}: duplicate column(s) {', '.join(dupes)}")
+    arrays, fields = [], []
+    for name, column in zip(names, table.columns):
+        if name.startswith("_") and name not in META_COLUMNS:
+            continue
+        target = spec.columns.get(name) or META_COLUMNS.get(name) or pa.string()
+        if column.type != target:
+            column = _cast(column, target, source, name)
+        arrays.append(column)
+        fields.append(pa.field(name, target))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _cast(column: pa.ChunkedArray, target: pa.DataType, source: str, name: str) -> pa.ChunkedArray:
+    try:
+        if pa.types.is_timestamp(target) and target.tz and pa.types.is_string(column.type):
+            try:
+                return column.cast(target)
+            except pa.ArrowInvalid:  # no offset in the text: the API's timestamps are UTC
+                import pyarrow.compute as pc
+
+                naive = column.cast(pa.timestamp(target.unit))
+                return pc.assume_timezone(naive, "UTC").cast(target)
+        if pa.types.is_timestamp(column.type) and pa.types.is_date(target):
+            return column.cast(pa.date32())
+        return column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        detail = str(err).split("\n")[0]
+        raise InputError(f"{source}: column '{name}': cannot read as {target}: {detail}") from None
+
+
+class DataDir:
+    """The data directory: raw dataset, state, lock and transactions."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).expanduser().resolve()
+        self.raw_dir = self.root / "raw"
+        self.state_dir = self.root / "state"
+        self.tmp_dir = self.root / ".tmp"
+        self.state_path = self.state_dir / "state.json"
+        self.lock_path = self.state_dir / "lock"
+        for d in (self.raw_dir, self.state_dir, self.tmp_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+
+    # ---- paths and reading -------------------------------------------------------------
+    def dataset_dir(self, name: str) -> Path:
+        if name not in DATASETS:
+            raise UsageError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
+        return self.raw_dir / name
+
+    def data_files(self, name: str) -> list[Path]:
+        """The Parquet files holding rows of ``name`` (not the empty schema file)."""
+        d = self.dataset_dir(name)
+        if DATASETS[name].date_column:
+            return sorted(d.glob(f"month=*/{PART_FILE}"))
+        f = d / PART_FILE
+        return [f] if f.exists() else []
+
+    def ensure_schema_files(self) -> None:
+        """Give every dataset its zero-row typed file, so readers never miss a dataset or column."""
+        for name, spec in DATASETS.items():
+            path = self.dataset_dir(name) / SCHEMA_FILE
+            schema = full_schema(spec)
+            if path.exists():
+                try:
+                    if pq.read_schema(path).equals(schema):
+                        continue
+                except Exception:  # unreadable: rewrite it
+                    pass
+            sink = pa.BufferOutputStream()
+            pq.write_table(schema.empty_table(), sink)
+            atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+    def read_state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return {"datasets": {}, "last_run": {}}
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{self.state_path}: state file is not valid JSON ({err})") from None
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "threads": max(1, os.cpu_count() or 1)})
+        con.execute("SET TimeZone='UTC'")
+        con.execute("SET preserve_insertion_order=false")
+        con.execute(f"SET temp_directory={_sql_str(str(self.tmp_dir / 'duckdb-spill'))}")
+        return con
+
+    def read(self, name: str) -> pa.Table:
+        """The whole dataset as an Arrow table (for tests and small datasets)."""
+        files = [str(self.dataset_dir(name) / SCHEMA_FILE)] + [str(p) for p in self.data_files(name)]
+        con = self.connect()
+        try:
+            return arrow_table(
+                con, f"SELECT * FROM read_parquet({files!r}, union_by_name=true, hive_partitioning=false)"
+            )
+        finally:
+            con.close()
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per dataset: rows, date range, newest extraction and last successful run."""
+        state = self.read_state()
+        out = []
+        con = self.connect()
+        try:
+            for name, spec in DATASETS.items():
+                files = [str(p) for p in self.data_files(name)]
+                row: dict[str, Any] = {"dataset": name, "rows": 0, "min_date": None, "max_date": None,
+                                       "newest_extracted_at": None, "files": len(files)}
+                if files:
+                    date_expr = (f"min({_ident(spec.date_column)}), max({_ident(spec.date_column)})"
+                                 if spec.date_column else "NULL, NULL")
+                    r = con.execute(
+                        f"SELECT count(*), {date_expr}, max(_extracted_at) FROM read_parquet({files!r}, "
+                        "union_by_name=true, hive_partitioning=false)"
+                    ).fetchone()
+                    row.update(rows=r[0], min_date=r[1], max_date=r[2], newest_extracted_at=r[3])
+                row["last_run"] = state.get("last_run", {}).get(name)
+                out.append(row)
+        finally:
+            con.close()
+        return out
+
+    # ---- locking and recovery ----------------------------------------------------------
+    @contextmanager
+    def lock(self, purpose: str, wait: float = 0.0) -> Iterator["DataDir"]:
+        """Hold the data dir for one writer. Waits up to ``wait`` seconds, then LockedError."""
+        if self._lock_fd is not None:  # re-entrant within one object
+            yield self
+            return
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = self._lock_holder()
+                    os.close(fd)
+                    raise LockedError(
+                        f"data dir {self.root} is in use by another aps-usage run ({holder}); "
+                        "wait for it to finish, or run again with --wait SECONDS"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "purpose": purpose,
+                                     "since": _now().isoformat(timespec="seconds")}).encode())
+            self._lock_fd = fd
+            self.recover()
+            self.ensure_schema_files()
+            yield self
+        finally:
+            self._lock_fd = None
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _lock_holder(self) -> str:
+        try:
+            info = json.loads(self.lock_path.read_text() or "{}")
+            return f"pid {info.get('pid')}, {info.get('purpose')}, since {info.get('since')}"
+        except (OSError, json.JSONDecodeError):
+            return "unknown holder"
+
+    def recover(self) -> None:
+        """Finish committed transactions left by a crash, delete uncommitted ones."""
+        self._require_lock()
+        for txdir in sorted(self.tmp_dir.glob("tx-*")):
+            commit = txdir / "COMMIT.json"
+            if commit.exists():
+                try:
+                    plan = json.loads(commit.read_text())
+                except json.JSONDecodeError:  # torn before the rename made it the commit point
+                    plan = None
+                if plan is not None:
+                    log.info("finishing an interrupted commit (%s)", txdir.name)
+                    self._apply(plan)
+            shutil.rmtree(txdir, ignore_errors=True)
+        shutil.rmtree(self.tmp_dir / "duckdb-spill", ignore_errors=True)
+
+    def _require_lock(self) -> None:
+        if self._lock_fd is None:
+            raise RuntimeError("DataDir: take dd.lock(...) before writing")
+
+    def _apply(self, plan: dict[str, Any]) -> None:
+        """Idempotent: every step can be redone after a crash in the middle of it."""
+        touched: set[Path] = set()
+        for src, dst in plan["renames"]:
+            s, d = self.root / src, self.root / dst
+            if s.exists():
+                d.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(s, d)
+                touched.add(d.parent)
+        for rel in plan["deletes"]:
+            p = self.root / rel
+            if p.exists():
+                p.unlink()
+                touched.add(p.parent)
+                try:
+                    p.parent.rmdir()  # an emptied month folder
+                except OSError:
+                    pass
+        for d in touched:
+            _fsync_dir(d)
+        atomic_write_bytes(self.state_path, json.dumps(plan["state"], indent=2, default=str).encode())
+
+    # ---- transactions ------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator["Transaction"]:
+        self._require_lock()
+        tx = Transaction(self)
+        try:
+            yield tx
+        except BaseException:
+            tx.abort()
+            raise
+        tx.commit()
+
+
+class Transaction:
+    """Stages writes and state changes; nothing is visible before :meth:`commit`."""
+
+    def __init__(self, dd: DataDir):
+        self.dd = dd
+        self.txid = f"tx-{_now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.dir = dd.tmp_dir / self.txid
+        (self.dir / "in").mkdir(parents=True)
+        self.extracted_at = _now()
+        self._writes: dict[str, list[_Write]] = {}
+        self._state = dd.read_state()
+        self._state.setdefault("datasets", {})
+        self._state.setdefault("last_run", {})
+        self._n = 0
+        self.rows_written: dict[str, int] = {}
+
+    def write(
+        self,
+        dataset: str,
+        data: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch] | str | os.PathLike[str],
+        *,
+        source: str,
+        replace: Replace | None = None,
+    ) -> int:
+        """Stage rows for ``dataset``; returns how many were staged."""
+        self.dd.dataset_dir(dataset)  # raises on an unknown dataset
+        spec = DATASETS[dataset]
+        files: list[Path] = []
+        writer: pq.ParquetWriter | None = None
+        schema: pa.Schema | None = None
+        rows = 0
+        try:
+            for batch in _batches(data):
+                if batch.num_rows == 0 and writer is not None:
+                    continue
+                table = _conform(batch, spec, source)
+                table = _with_meta(table, source, self.extracted_at)
+                if spec.date_column and table.num_rows:
+                    if spec.date_column not in table.column_names:
+                        raise InputError(f"{source}: required column '{spec.date_column}' is missing")
+                    nulls = table.column(spec.date_column).null_count
+                    if nulls:
+                        raise InputError(f"{source}: column '{spec.date_column}': {nulls} row(s) have no date")
+                if writer is None or not table.schema.equals(schema):
+                    if writer is not None:
+                        writer.close()
+                    self._n += 1
+                    path = self.dir / "in" / f"{dataset}-{self._n:04d}.parquet"
+                    schema = table.schema
+                    writer = pq.ParquetWriter(path, schema)
+                    files.append(path)
+                writer.write_table(table)
+                rows += table.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+        self._writes.setdefault(dataset, []).append(_Write(files, source, replace, rows))
+        return rows
+
+    def set_state(self, dataset: str, key: str, value: Any) -> None:
+        self._state["datasets"].setdefault(dataset, {})[key] = value
+
+    def get_state(self, dataset: str, key: str, default: Any = None) -> Any:
+        return self._state["datasets"].get(dataset, {}).get(key, default)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def commit(self) -> None:
+        renames: list[tuple[str, str]] = []
+        deletes: list[str] = []
+        con = self.dd.connect()
+        try:
+            for dataset, writes in self._writes.items():
+                r, d, n = self._merge(con, DATASETS[dataset], writes)
+                renames += r
+                deletes += d
+                self.rows_written[dataset] = n
+                self._state["last_run"][dataset] = {
+                    "at": self.extracted_at.isoformat(timespec="seconds"),
+                    "sources": sorted({w.source for w in writes})[:20],
+                    "rows_received": sum(w.rows for w in writes),
+                }
+        except BaseException:
+            con.close()
+            self.abort()
+            raise
+        con.close()
+        plan = {"renames": renames, "deletes": deletes, "state": self._state}
+        for src, _ in renames:
+            _fsync_file(self.dd.root / src)
+        # The commit point: a complete COMMIT.json (written whole, then renamed).
+        atomic_write_bytes(self.dir / "COMMIT.json", json.dumps(plan, default=str).encode())
+        self.dd._apply(plan)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # The merge of one dataset: existing affected files minus replaced rows, plus incoming
+    # rows, de-duplicated by _row_hash (newest wins), written per month.
+    def _merge(self, con: duckdb.DuckDBPyConnection, spec: DatasetSpec, writes: list[_Write]):
+        dd = self.dd
+        ds_dir = dd.dataset_dir(spec.name)
+        rel = lambda p: str(Path(p).relative_to(dd.root))  # noqa: E731
+        staged = [str(p) for w in writes for p in w.files]
+        incoming_cols = _columns(con, staged)
+        listed = [c for c in spec.columns if c in incoming_cols]
+        hash_parts = ", ".join(f"{_sql_str(c + '=')} || CAST({_ident(c)} AS VARCHAR)" for c in sorted(listed))
+        hash_expr = f"md5(concat_ws(chr(31), {hash_parts}))" if listed else "md5('')"
+        replaces = [w.replace for w in writes if w.replace is not None]
+        everything = any(r.everything for r in replaces)
+
+        existing = dd.data_files(spec.name)
+        if spec.date_column and existing and not everything:
+            months = _months(con, staged, spec.date_column)
+            for r in replaces:
+                if r.snapshot or (r.match and r.date_from is None and r.date_to is None):
+                    months |= {p.parent.name.removeprefix("month=") for p in existing}
+                elif r.date_from or r.date_to:
+                    months |= {p.parent.name.removeprefix("month=") for p in existing
+                               if _month_in(p.parent.name.removeprefix("month="), r.date_from, r.date_to)}
+            affected = [p for p in existing if p.parent.name.removeprefix("month=") in months]
+        else:
+            affected = list(existing)
+
+        predicates = [self._replace_predicate(con, spec, r, staged) for r in replaces]
+        predicates = [p for p in predicates if p]
+        keep_where = " AND ".join(f"NOT coalesce(({p}), false)" for p in predicates) or "true"
+
+        sources = []
+        if affected and not everything:
+            files = [str(p) for p in affected]
+            sources.append(
+                f"SELECT * FROM read_parquet({files!r}, union_by_name=true, hive_partitioning=false) WHERE {keep_where}"
+            )
+        if staged:
+            sources.append(
+                f"SELECT * EXCLUDE (_row_hash), {hash_expr} AS _row_hash FROM "
+                f"read_parquet({staged!r}, union_by_name=true, hive_partitioning=false)"
+                if "_row_hash" in incoming_cols else
+                f"SELECT *, {hash_expr} AS _row_hash FROM read_parquet({staged!r}, union_by_name=true, hive_partitioning=false)"
+            )
+        schema_file = str(ds_dir / SCHEMA_FILE)
+        # the schema file first, so every listed column exists with its type
+        union = f"SELECT * FROM read_parquet({[schema_file]!r})"
+        for s in sources:
+            union += f" UNION ALL BY NAME ({s})"
+        extras_cols = sorted((set(incoming_cols) | _columns(con, [str(p) for p in affected]))
+                             - set(spec.columns) - set(META_COLUMNS))
+        ordered = [*spec.columns, *extras_cols, *META_COLUMNS]
+        select_cols = ", ".join(_ident(c) for c in ordered)
+        deduped = (
+            f"SELECT {select_cols} FROM ({union}) "
+            "QUALIFY row_number() OVER (PARTITION BY _row_hash ORDER BY _extracted_at DESC, _source) = 1"
+        )
+        out_dir = self.dir / "out" / spec.name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        renames, deletes = [], []
+        if spec.date_column:
+            con.execute(
+                f"COPY (SELECT *, strftime({_ident(spec.date_column)}, '%Y-%m') AS month FROM ({deduped})) "
+                f"TO {_sql_str(str(out_dir))} (FORMAT parquet, PARTITION_BY (month), "
+                "FILENAME_PATTERN 'part_{i}', OVERWRITE_OR_IGNORE true)"
+            )
+            new_months: dict[str, list[Path]] = {}
+            for f in sorted(out_dir.glob("month=*/*.parquet")):
+                new_months.setdefault(f.parent.name, []).append(f)
+            for month_dir, files in new_months.items():
+                if len(files) == 1:
+                    renames.append((rel(files[0]), rel(ds_dir / month_dir / PART_FILE)))
+                else:  # DuckDB split a partition: concatenate into one file, keep one file per month
+                    merged = out_dir / month_dir / PART_FILE
+                    con.execute(
+                        f"COPY (SELECT * FROM read_parquet({[str(f) for f in files]!r}, union_by_name=true, "
+                        f"hive_partitioning=false)) TO {_sql_str(str(merged))} (FORMAT parquet)"
+                    )
+                    renames.append((rel(merged), rel(ds_dir / month_dir / PART_FILE)))
+            for p in affected:
+                if p.parent.name not in new_months:
+                    deletes.append(rel(p))
+        else:
+            out = out_dir / PART_FILE
+            con.execute(f"COPY ({deduped}) TO {_sql_str(str(out))} (FORMAT parquet)")
+            renames.append((rel(out), rel(ds_dir / PART_FILE)))
+        total = con.execute(
+            f"SELECT count(*) FROM read_parquet({[str(dd.root / s) for s, _ in renames] or [schema_file]!r}, "
+            "union_by_name=true, hive_partitioning=false)"
+        ).fetchone()[0]
+        return renames, deletes, total
+
+    def _replace_predicate(self, con, spec: DatasetSpec, r: Replace, staged: list[str]) -> str:
+        if r.everything:
+            return "true"
+        conds = []
+        if r.match:
+            for col, value in r.match.items():
+                if col not in spec.columns:
+                    raise UsageError(f"replace: '{col}' is not a column of {spec.name}")
+                if isinstance(value, (list, tuple, set)):
+                    conds.append(f"{_ident(col)} IN ({', '.join(_sql_str(v) for v in value)})")
+                else:
+                    conds.append(f"{_ident(col)} = {_sql_str(value)}")
+        if spec.date_column:
+            if r.date_from:
+                conds.append(f"{_ident(spec.date_column)} >= DATE {_sql_str(r.date_from.isoformat())}")
+            if r.date_to:
+                conds.append(f"{_ident(spec.date_column)} <= DATE {_sql_str(r.date_to.isoformat())}")
+        if r.snapshot:
+            if not staged:  # an empty snapshot replaces nothing
+                return ""
+            cols = [c for c in spec.snapshot_columns if c in _columns(con, staged)]
+            if not cols:  # a snapshot file without the team column replaces everything
+                return "true"
+            for c in cols:
+                values = [row[0] for row in con.execute(
+                    f"SELECT DISTINCT CAST({_ident(c)} AS VARCHAR) FROM read_parquet({staged!r}, union_by_name=true)"
+                ).fetchall()]
+                non_null = [v for v in values if v is not None]
+                part = f"{_ident(c)} IN ({', '.join(_sql_str(v) for v in non_null)})" if non_null else "false"
+                if None in values:
+                    part = f"({part} OR {_ident(c)} IS NULL)"
+                conds.append(part)
+        return " AND ".join(conds) if conds else ""
+
+
+def arrow_table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    """The query's result as an Arrow table, across DuckDB versions (2.0 renamed the method)."""
+    rel = con.sql(sql)
+    fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
+    return fetch()
+
+
+def _batches(data: Any) -> Iterator[pa.RecordBatch | pa.Table]:
+    if isinstance(data, pa.Table):
+        if data.num_rows == 0:
+            yield data
+        else:
+            yield from data.to_batches(max_chunksize=256_000)
+    elif isinstance(data, pa.RecordBatchReader):
+        yield from data
+    elif isinstance(data, (str, os.PathLike)):
+        f = pq.ParquetFile(data)
+        yield from f.iter_batches(batch_size=256_000)
+    else:
+        yield from data
+
+
+def _with_meta(table: pa.Table, source: str, extracted_at: datetime) -> pa.Table:
+    n = table.num_rows
+    if "_source" not in table.column_names:
+        table = table.append_column(pa.field("_source", pa.string()), pa.array([source] * n, pa.string()))
+    if "_extracted_at" not in table.column_names:
+        table = table.append_column(
+            pa.field("_extracted_at", META_COLUMNS["_extracted_at"]),
+            pa.array([extracted_at] * n, META_COLUMNS["_extracted_at"]),
+        )
+    return table
+
+
+def _columns(con: duckdb.DuckDBPyConnection, files: list[str]) -> set[str]:
+    cols: set[str] = set()
+    for f in files:
+        cols |= set(pq.read_schema(f).names)
+    return cols
+
+
+def _months(con: duckdb.DuckDBPyConnection, files: list[str], date_column: str) -> set[str]:
+    if not files:
+        return set()
+    rows = con.execute(
+        f"SELECT DISTINCT strftime({_ident(date_column)}, '%Y-%m') FROM read_parquet({files!r}, union_by_name=true)"
+    ).fetchall()
+    return {r[0] for r in rows if r[0] is not None}
+
+
+def _month_in(month: str, date_from: date | None, date_to: date | None) -> bool:
+    first = date.fromisoformat(month + "-01")
+    nxt = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
+    if date_from and nxt <= date_from:
+        return False
+    if date_to and first > date_to:
+        return False
+    return True
