@@ -1,0 +1,485 @@
+"""APS OAuth v2: 2-legged (+ personal access token), 3-legged login with PKCE, refresh, token store.
+
+Which grant a run uses: a saved 3-legged login (``aps-usage auth login``) if there is one,
+else the client-credentials grant from ``APS_CLIENT_ID`` / ``APS_CLIENT_SECRET``, with the
+personal access token ``APS_PAT`` sent as ``ADSK-PAT`` on every ``insights/`` call.
+
+Refresh tokens rotate (each refresh spends the old one), so the new one is saved before the
+access token is used: in ``<data-dir>/state/token.json`` (mode 0600, atomic replace), or in
+the system keyring when the ``keyring`` package has a real backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import json
+import os
+import secrets
+import tempfile
+import threading
+import time
+import webbrowser
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from .config import Settings
+from .errors import AuthError
+from .logs import log, redact, register_secret
+
+if TYPE_CHECKING:
+    from .http import ApiClient
+
+TOKEN_PATH = "/authentication/v2/token"
+AUTHORIZE_PATH = "/authentication/v2/authorize"
+DEFAULT_SCOPE = "data:read data:write"
+#: refresh this many seconds before the access token expires
+EXPIRY_MARGIN = 120.0
+KEYRING_SERVICE = "aps-usage"
+
+
+# -- token stores --------------------------------------------------------------------------
+class FileTokenStore:
+    """A JSON file readable by its owner only; written atomically (temp 0600 + os.replace)."""
+
+    kind = "file"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def load(self) -> dict | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise AuthError(f"{self.path}: saved login is not valid JSON; run 'aps-usage auth logout' then 'auth login'") from None
+        return data if isinstance(data, dict) else None
+
+    def save(self, data: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".token-", suffix=".tmp", dir=self.path.parent)  # created 0600
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def delete(self) -> bool:
+        try:
+            self.path.unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+
+class KeyringTokenStore:
+    """The system keyring (macOS Keychain, Windows Credential Locker, Secret Service)."""
+
+    kind = "keyring"
+
+    def __init__(self, account: str):
+        import keyring  # noqa: F401  (checked by usable_keyring)
+
+        self.account = account
+
+    def describe(self) -> str:
+        return f"system keyring ({KEYRING_SERVICE}/{self.account})"
+
+    def load(self) -> dict | None:
+        import keyring
+
+        text = keyring.get_password(KEYRING_SERVICE, self.account)
+        return json.loads(text) if text else None
+
+    def save(self, data: dict) -> None:
+        import keyring
+
+        keyring.set_password(KEYRING_SERVICE, self.account, json.dumps(data))
+
+    def delete(self) -> bool:
+        import keyring
+
+        try:
+            keyring.delete_password(KEYRING_SERVICE, self.account)
+            return True
+        except Exception:  # keyring.errors.PasswordDeleteError when absent
+            return False
+
+
+def usable_keyring() -> bool:
+    """True when ``keyring`` imports and its backend really stores secrets."""
+    try:
+        import keyring
+        from keyring.backends import fail
+    except Exception:
+        return False
+    backend = keyring.get_keyring()
+    if isinstance(backend, fail.Keyring) or "null" in type(backend).__module__.lower():
+        return False
+    if getattr(backend, "backends", None) == []:  # a chainer with nothing behind it
+        return False
+    try:
+        return float(backend.priority) > 0
+    except Exception:
+        return True
+
+
+def default_store(settings: Settings) -> FileTokenStore | KeyringTokenStore:
+    """``APS_TOKEN_STORE`` = file | keyring | auto (default: keyring when usable, else file)."""
+    choice = os.environ.get("APS_TOKEN_STORE", "auto").lower()
+    if choice == "keyring" or (choice == "auto" and usable_keyring()):
+        if not usable_keyring():
+            raise AuthError("APS_TOKEN_STORE=keyring but no usable keyring backend is installed")
+        return KeyringTokenStore(str(settings.data_dir))
+    return FileTokenStore(settings.state_dir / "token.json")
+
+
+# -- credentials ---------------------------------------------------------------------------
+@dataclass
+class Credentials:
+    client_id: str | None = None
+    client_secret: str | None = None
+    pat: str | None = None
+
+    @classmethod
+    def from_env(cls) -> "Credentials":
+        creds = cls(
+            client_id=os.environ.get("APS_CLIENT_ID") or None,
+            client_secret=os.environ.get("APS_CLIENT_SECRET") or None,
+            pat=os.environ.get("APS_PAT") or None,
+        )
+        register_secret(creds.client_secret)
+        register_secret(creds.pat)
+        return creds
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(code_verifier, S256 code_challenge) per RFC 7636."""
+    verifier = secrets.token_urlsafe(64)[:96]
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def jwt_claims(token: str) -> dict:
+    """The claims of a JWT access token (unverified: only to show who is logged in)."""
+    try:
+        payload = token.split(".")[1]
+        payload += "=" * (-len(payload) % 4)
+        data = json.loads(base64.urlsafe_b64decode(payload))
+        return data if isinstance(data, dict) else {}
+    except Exception:
+        return {}
+
+
+# -- the auth object the HTTP client asks for headers --------------------------------------
+class Auth:
+    """Supplies ``Authorization`` (and ``ADSK-PAT``) headers, refreshing tokens as needed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        credentials: Credentials | None = None,
+        store: FileTokenStore | KeyringTokenStore | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.settings = settings
+        self.credentials = credentials if credentials is not None else Credentials.from_env()
+        self.store = store if store is not None else default_store(settings)
+        self._clock = clock
+        self._api: ApiClient | None = None
+        self._own_api: ApiClient | None = None
+        self._lock = threading.RLock()
+        self._token: dict | None = None  # {"access_token", "expires_at", ...}
+        self._saved = self.store.load()
+        if self._saved:
+            register_secret(self._saved.get("access_token"))
+            register_secret(self._saved.get("refresh_token"))
+
+    # wiring: ApiClient(settings, auth) calls attach(); auth then uses that client for tokens
+    def attach(self, api: "ApiClient") -> None:
+        self._api = api
+
+    @property
+    def api(self) -> "ApiClient":
+        if self._api is not None:
+            return self._api
+        if self._own_api is None:
+            from .http import ApiClient
+
+            self._own_api = ApiClient(self.settings, None)
+        return self._own_api
+
+    @property
+    def grant(self) -> str:
+        if self._saved and self._saved.get("refresh_token"):
+            return "3-legged"
+        if self.credentials.client_id and self.credentials.client_secret:
+            return "2-legged"
+        return "none"
+
+    # -- headers --------------------------------------------------------------------------
+    def headers_for(self, path: str) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.access_token()}"}
+        if "/insights/" in path and self.grant == "2-legged":
+            if not self.credentials.pat:
+                raise AuthError(
+                    "Premium Reporting with a 2-legged token needs a personal access token: set APS_PAT "
+                    "(or log in as a team admin with 'aps-usage auth login')"
+                )
+            headers["ADSK-PAT"] = self.credentials.pat
+        return headers
+
+    def access_token(self) -> str:
+        with self._lock:
+            token = self._token
+            if token is None and self.grant == "3-legged":
+                token = self._token = self._saved
+            if token is None or float(token.get("expires_at", 0)) - EXPIRY_MARGIN <= self._clock():
+                token = self._fetch_token()
+            return token["access_token"]
+
+    def refresh_after_unauthorized(self) -> None:
+        """A 401 on a call: the access token was revoked or expired early; get a new one."""
+        with self._lock:
+            self._fetch_token()
+
+    def _fetch_token(self) -> dict:
+        grant = self.grant
+        if grant == "3-legged":
+            return self._refresh()
+        if grant == "2-legged":
+            token = self._token_request(
+                {"grant_type": "client_credentials", "scope": DEFAULT_SCOPE}, "client credentials"
+            )
+            self._token = token
+            return token
+        raise AuthError(
+            "no credentials: set APS_CLIENT_ID and APS_CLIENT_SECRET (and APS_PAT for Premium Reporting), "
+            "or run 'aps-usage auth login'"
+        )
+
+    def _refresh(self) -> dict:
+        saved = self._saved or {}
+        form = {"grant_type": "refresh_token", "refresh_token": saved["refresh_token"],
+                "scope": saved.get("scope", DEFAULT_SCOPE)}
+        token = self._token_request(form, "refresh", client_id=saved.get("client_id"))
+        if not token.get("refresh_token"):
+            token["refresh_token"] = saved["refresh_token"]  # a server that does not rotate
+        record = {**saved, **token, "refreshed_at": self._clock()}
+        # saved at once: the old refresh token is already spent
+        self.store.save(record)
+        self._saved = record
+        self._token = record
+        log.debug("access token refreshed; rotated refresh token saved to %s", self.store.describe())
+        return record
+
+    def _token_request(self, form: dict, what: str, client_id: str | None = None) -> dict:
+        client_id = client_id or self.credentials.client_id
+        if not client_id:
+            raise AuthError("APS_CLIENT_ID is not set")
+        form = dict(form)
+        kwargs: dict[str, Any] = {}
+        if self.credentials.client_secret and client_id == self.credentials.client_id:
+            kwargs["auth"] = (client_id, self.credentials.client_secret)
+        else:
+            form["client_id"] = client_id  # public client (PKCE): no secret
+        response = self.api.request(
+            "POST", TOKEN_PATH, authenticated=False, raise_for_status=False, data=form, **kwargs
+        )
+        if not response.is_success:
+            detail = redact(response.text[:200].replace("\n", " "))
+            hint = " (saved login expired or revoked: run 'aps-usage auth login')" if what == "refresh" else ""
+            raise AuthError(f"token request ({what}) rejected: HTTP {response.status_code} {detail}{hint}")
+        try:
+            body = response.json()
+            access = body["access_token"]
+        except (ValueError, KeyError):
+            raise AuthError(f"token request ({what}): response has no access_token") from None
+        register_secret(access)
+        register_secret(body.get("refresh_token"))
+        token = {
+            "access_token": access,
+            "expires_at": self._clock() + float(body.get("expires_in", 3600)),
+            "token_type": body.get("token_type", "Bearer"),
+        }
+        if body.get("refresh_token"):
+            token["refresh_token"] = body["refresh_token"]
+        if body.get("scope"):
+            token["scope"] = body["scope"]
+        return token
+
+    # -- 3-legged login -------------------------------------------------------------------
+    def login(
+        self,
+        *,
+        port: int = 0,
+        open_browser: Callable[[str], Any] | None = webbrowser.open,
+        show_url: Callable[[str], Any] = print,
+        scope: str = DEFAULT_SCOPE,
+        timeout: float = 300.0,
+    ) -> dict:
+        """Authorization code + PKCE through a one-shot listener on 127.0.0.1.
+
+        ``open_browser(url)`` is called with the authorize URL (tests pass a function that
+        GETs it; ``None`` prints the URL for the user to open)."""
+        client_id = self.credentials.client_id
+        if not client_id:
+            raise AuthError("APS_CLIENT_ID is not set (the app's client id is needed to log in)")
+        verifier, challenge = pkce_pair()
+        register_secret(verifier)
+        state = secrets.token_urlsafe(24)
+        listener = _CallbackListener(port)
+        redirect_uri = f"http://127.0.0.1:{listener.port}/callback"
+        query = urlencode({
+            "response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
+            "scope": scope, "state": state, "code_challenge": challenge, "code_challenge_method": "S256",
+        })
+        url = f"{self.settings.base_url}{AUTHORIZE_PATH}?{query}"
+        listener.start(timeout)
+        try:
+            if open_browser is None:
+                show_url(f"Open this URL in a browser to log in:\n{url}")
+            else:
+                show_url(f"Opening the browser to log in (redirect to {redirect_uri}) ...")
+                try:
+                    opened = open_browser(url)
+                except Exception as err:  # a test opener may raise when the listener closes early
+                    log.debug("browser opener raised %s", type(err).__name__)
+                    opened = True
+                if opened is False:
+                    show_url(f"Could not open a browser; open this URL:\n{url}")
+            params = listener.wait(timeout)
+        finally:
+            listener.stop()
+        if params is None:
+            raise AuthError(f"login timed out after {timeout:.0f}s waiting for the redirect to {redirect_uri}")
+        if params.get("error"):
+            raise AuthError(f"login refused: {params.get('error')} {params.get('error_description', '')}".strip())
+        if params.get("state") != state:
+            raise AuthError("login failed: the redirect's state does not match (possible CSRF); try again")
+        code = params.get("code")
+        if not code:
+            raise AuthError("login failed: the redirect carried no authorization code")
+        register_secret(code)
+        token = self._token_request(
+            {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+             "code_verifier": verifier},
+            "authorization code", client_id=client_id,
+        )
+        if not token.get("refresh_token"):
+            raise AuthError("login failed: the token response has no refresh_token")
+        record = {**token, "grant": "3-legged", "client_id": client_id, "scope": token.get("scope", scope),
+                  "logged_in_at": self._clock()}
+        self.store.save(record)
+        self._saved = record
+        self._token = record
+        return self.status(check=False)
+
+    def logout(self) -> bool:
+        with self._lock:
+            self._saved = None
+            self._token = None
+            return self.store.delete()
+
+    def status(self, check: bool = True) -> dict:
+        """Who/which grant and when the token expires; never the token itself."""
+        info: dict[str, Any] = {"grant": self.grant, "store": self.store.describe(),
+                                "client_id": (self._saved or {}).get("client_id") or self.credentials.client_id,
+                                "pat": bool(self.credentials.pat)}
+        if self.grant == "none":
+            return info
+        if check:
+            self.access_token()
+        token = self._token or self._saved or {}
+        if token.get("expires_at"):
+            info["expires_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(token["expires_at"])))
+            info["expires_in_s"] = int(float(token["expires_at"]) - self._clock())
+        if token.get("scope"):
+            info["scope"] = token["scope"]
+        claims = jwt_claims(token.get("access_token", ""))
+        for key in ("userid", "user_id", "email", "sub"):
+            if claims.get(key):
+                info["user"] = str(claims[key])
+                break
+        return info
+
+    def close(self) -> None:
+        if self._own_api is not None:
+            self._own_api.close()
+            self._own_api = None
+
+
+class _CallbackListener:
+    """A one-shot HTTP listener on 127.0.0.1 that captures the authorization redirect."""
+
+    def __init__(self, port: int):
+        received: dict[str, str] = {}
+        event = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+                parts = urlsplit(self.path)
+                if parts.path != "/callback":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                received.update({k: v[0] for k, v in parse_qs(parts.query).items()})
+                ok = "code" in received and "error" not in received
+                body = (b"<html><body><h3>aps-usage: login complete, you can close this window.</h3></body></html>"
+                        if ok else b"<html><body><h3>aps-usage: login failed, see the terminal.</h3></body></html>")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                event.set()
+
+            def log_message(self, format: str, *args: Any) -> None:  # the query holds the code
+                pass
+
+        try:
+            self.server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+        except OSError as err:
+            raise AuthError(f"cannot listen on 127.0.0.1:{port} for the login redirect: {err.strerror}") from None
+        self.server.timeout = 0.2
+        self.port = self.server.server_address[1]
+        self._received = received
+        self._event = event
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+
+        def serve() -> None:
+            while not self._event.is_set() and time.monotonic() < deadline:
+                self.server.handle_request()
+
+        self._thread = threading.Thread(target=serve, name="aps-usage-login", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float) -> dict | None:
+        return dict(self._received) if self._event.wait(timeout) else None
+
+    def stop(self) -> None:
+        self._event.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        self.server.server_close()
