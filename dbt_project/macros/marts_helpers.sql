@@ -1,0 +1,89 @@
+{#- Small portable helpers used by the marts only (D1's macros cover the shared ground).
+    Each dialect difference goes through adapter.dispatch so the marts stay plain SQL. -#}
+
+{#- Days from start_date to end_date (end - start), as an integer.
+    dbt.datediff on Spark wraps its arguments in assert_not_null, which fails a whole
+    query when one side is NULL (a user who never used anything); we want NULL instead. -#}
+{% macro marts_days_between(start_date, end_date) -%}
+    {{ return(adapter.dispatch('marts_days_between')(start_date, end_date)) }}
+{%- endmacro %}
+
+{% macro default__marts_days_between(start_date, end_date) -%}
+    {{ dbt.datediff(start_date, end_date, 'day') }}
+{%- endmacro %}
+
+{% macro duckdb__marts_days_between(start_date, end_date) -%}
+    date_diff('day', cast({{ start_date }} as date), cast({{ end_date }} as date))
+{%- endmacro %}
+
+{% macro spark__marts_days_between(start_date, end_date) -%}
+    datediff(cast({{ end_date }} as date), cast({{ start_date }} as date))
+{%- endmacro %}
+
+
+{#- date_expr + days_expr days, as a DATE (days_expr may be any integer expression). -#}
+{% macro marts_add_days(date_expr, days_expr) -%}
+    {{ return(adapter.dispatch('marts_add_days')(date_expr, days_expr)) }}
+{%- endmacro %}
+
+{% macro default__marts_add_days(date_expr, days_expr) -%}
+    cast({{ dbt.dateadd('day', days_expr, date_expr) }} as date)
+{%- endmacro %}
+
+{% macro duckdb__marts_add_days(date_expr, days_expr) -%}
+    cast(cast({{ date_expr }} as date) + cast({{ days_expr }} as integer) as date)
+{%- endmacro %}
+
+{% macro spark__marts_add_days(date_expr, days_expr) -%}
+    date_add(cast({{ date_expr }} as date), cast({{ days_expr }} as int))
+{%- endmacro %}
+
+
+{#- "usage_date is in the trailing window of N days ending on as_of_date", both ends counted:
+    as_of_date - N < usage_date <= as_of_date (docs/use-cases.md). -#}
+{% macro marts_in_trailing_window(date_column, as_of_column, days) -%}
+    ({{ date_column }} <= {{ as_of_column }}
+     and {{ marts_days_between(date_column, as_of_column) }} < {{ days }})
+{%- endmacro %}
+
+
+{#- Distinct values joined with '; ' in alphabetical order (a readable list for BI tools). -#}
+{% macro marts_sorted_list(expr) -%}
+    {{ return(adapter.dispatch('marts_sorted_list')(expr)) }}
+{%- endmacro %}
+
+{% macro default__marts_sorted_list(expr) -%}
+    {{ dbt.listagg('distinct ' ~ expr, "'; '", 'order by ' ~ expr) }}
+{%- endmacro %}
+
+{% macro duckdb__marts_sorted_list(expr) -%}
+    string_agg(distinct {{ expr }}, '; ' order by {{ expr }})
+{%- endmacro %}
+
+{% macro spark__marts_sorted_list(expr) -%}
+    array_join(array_sort(collect_set({{ expr }})), '; ')
+{%- endmacro %}
+
+
+{#- A version string as a number when it is one ('2025', '2025.1'), else NULL, so '2025' sorts
+    above '2024' and above '999'. try_cast exists in DuckDB and Spark >= 3.2. -#}
+{% macro marts_version_number(expr) -%}
+    {{ return(adapter.dispatch('marts_version_number')(expr)) }}
+{%- endmacro %}
+
+{% macro default__marts_version_number(expr) -%}
+    try_cast({{ expr }} as {{ dbt.type_float() }})
+{%- endmacro %}
+
+
+{#- One row holding the as-of date, to cross join: every mart carries it and every trailing
+    window ends on it. as_of_date() (D1) is the var as a DATE literal or the latest usage_date. -#}
+{% macro marts_params_cte() -%}
+    select cast({{ as_of_date() }} as date) as as_of_date
+{%- endmacro %}
+
+
+{#- Which licensing models a group of rows used: the one value, or 'mixed'. -#}
+{% macro marts_licensing_label(column) -%}
+    case when count(distinct {{ column }}) > 1 then 'mixed' else max({{ column }}) end
+{%- endmacro %}

@@ -1,0 +1,91 @@
+{#- collection_candidates: one row per user x catalog collection where the user, over the
+    trailing `lookback_days`, used at least `collection_candidate_min_products` [2]
+    distinct products of that collection outside any collection (standalone subscription or
+    Flex), and did not use that collection itself in the window.
+    current_cost_yearly = the standalone annual list price of each product used on a
+    subscription + the Flex tokens of products used only on Flex scaled to 365 days x
+    `token_price`; saving_yearly = current_cost_yearly - collection_price_yearly. -#}
+with params as (
+    {{ marts_params_cte() }}
+),
+
+window_use as (
+    select u.*
+    from {{ ref('fct_daily_usage') }} as u
+    cross join params as p
+    where {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', var('lookback_days')) }}
+),
+
+standalone_products as (
+    select
+        user_key,
+        product_name,
+        max(case when licensing = 'subscription' then 1 else 0 end) as used_on_subscription,
+        sum(case when licensing = 'flex' then tokens else 0 end) as flex_tokens,
+        count(distinct usage_date) as usage_days
+    from window_use
+    where not is_collection_usage
+      and licensing in ('subscription', 'flex')
+    group by user_key, product_name
+),
+
+collections_in_use as (
+    select distinct user_key, collection_name
+    from window_use
+    where is_collection_usage and collection_name is not null
+),
+
+per_product as (
+    select
+        s.user_key,
+        cp.collection_name,
+        s.product_name,
+        s.usage_days,
+        case when s.used_on_subscription = 1
+             then pr.annual_price
+             else s.flex_tokens * 365.0 / {{ var('lookback_days') }} * {{ var('token_price') }}
+        end as current_cost_yearly
+    from standalone_products as s
+    inner join {{ ref('int_collection_products') }} as cp on cp.product_name = s.product_name
+    left join {{ ref('dim_products') }} as pr on pr.product_name = s.product_name
+),
+
+per_collection as (
+    select
+        pp.user_key,
+        pp.collection_name,
+        count(distinct pp.product_name) as distinct_products,
+        {{ marts_sorted_list('pp.product_name') }} as products_used,
+        sum(pp.current_cost_yearly) as current_cost_yearly
+    from per_product as pp
+    left join collections_in_use as ciu
+        on ciu.user_key = pp.user_key and ciu.collection_name = pp.collection_name
+    where ciu.user_key is null
+    group by pp.user_key, pp.collection_name
+)
+
+select
+    c.user_key,
+    d.email,
+    d.full_name,
+    d.team_name,
+    d.geo,
+    d.country,
+    d.city,
+    d.department,
+    d.cost_center,
+    d.project,
+    d.skill_level,
+    c.collection_name,
+    c.products_used,
+    c.distinct_products,
+    c.current_cost_yearly,
+    col.annual_price as collection_price_yearly,
+    c.current_cost_yearly - col.annual_price as saving_yearly,
+    cast({{ var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
+    p.as_of_date
+from per_collection as c
+cross join params as p
+left join {{ ref('dim_users') }} as d on d.user_key = c.user_key
+left join {{ ref('dim_products') }} as col on col.product_name = c.collection_name
+where c.distinct_products >= {{ var('collection_candidate_min_products', 2) }}

@@ -1,0 +1,63 @@
+{#- flex_candidates: one row per user x product used on a subscription in the trailing
+    `lookback_days` whose rate of use, scaled to a 30-day month, is at most
+    `flex_candidate_max_days`: Flex (pay per day of use) would likely cost less.
+    Money: yearly Flex estimate = usage days scaled to 365 days x the product's tokens per
+    day x `token_price`; compared with the product's annual subscription list price. -#}
+with params as (
+    {{ marts_params_cte() }}
+),
+
+subscription_use as (
+    select
+        u.user_key,
+        u.product_name,
+        count(distinct u.usage_date) as usage_days,
+        max(u.usage_date) as last_used_date,
+        {{ marts_sorted_list('u.offering_name') }} as offering_name
+    from {{ ref('fct_daily_usage') }} as u
+    cross join params as p
+    where u.licensing = 'subscription'
+      and {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', var('lookback_days')) }}
+    group by u.user_key, u.product_name
+),
+
+rated as (
+    select
+        s.*,
+        s.usage_days * 30.0 / {{ var('lookback_days') }} as avg_days_per_month
+    from subscription_use as s
+)
+
+select
+    r.user_key,
+    d.email,
+    d.full_name,
+    d.team_name,
+    d.geo,
+    d.country,
+    d.city,
+    d.department,
+    d.cost_center,
+    d.project,
+    d.skill_level,
+    r.product_name,
+    r.offering_name,
+    r.usage_days,
+    r.avg_days_per_month,
+    r.last_used_date,
+    pr.tokens_per_day,
+    r.usage_days * 365.0 / {{ var('lookback_days') }} * pr.tokens_per_day as flex_tokens_yearly_estimate,
+    r.usage_days * 365.0 / {{ var('lookback_days') }} * pr.tokens_per_day * {{ var('token_price') }}
+        as flex_cost_yearly_estimate,
+    pr.annual_price as subscription_price_yearly,
+    pr.annual_price
+        - r.usage_days * 365.0 / {{ var('lookback_days') }} * pr.tokens_per_day * {{ var('token_price') }}
+        as saving_yearly,
+    cast({{ var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
+    p.as_of_date
+from rated as r
+cross join params as p
+left join {{ ref('dim_users') }} as d on d.user_key = r.user_key
+left join {{ ref('dim_products') }} as pr on pr.product_name = r.product_name
+where r.usage_days >= 1
+  and r.avg_days_per_month <= {{ var('flex_candidate_max_days') }}

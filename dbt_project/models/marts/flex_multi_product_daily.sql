@@ -1,0 +1,78 @@
+{#- flex_multi_product_daily: one row per user x usage_month in which the user had more than
+    `multi_product_min_days` days on which they used at least `multi_product_min_products`
+    distinct Flex products (each such day pays tokens for every product). -#}
+with params as (
+    {{ marts_params_cte() }}
+),
+
+flex_use as (
+    select u.user_key, u.usage_month, u.usage_date, u.product_name, u.tokens
+    from {{ ref('fct_daily_usage') }} as u
+    cross join params as p
+    where u.licensing = 'flex'
+      and u.usage_date <= p.as_of_date
+),
+
+daily as (
+    select
+        user_key,
+        usage_month,
+        usage_date,
+        count(distinct product_name) as distinct_products,
+        sum(tokens) as tokens
+    from flex_use
+    group by user_key, usage_month, usage_date
+),
+
+monthly as (
+    select
+        user_key,
+        usage_month,
+        count(*) as flex_usage_days,
+        sum(case when distinct_products >= {{ var('multi_product_min_products') }} then 1 else 0 end)
+            as multi_product_days,
+        max(distinct_products) as max_products_per_day,
+        sum(tokens) as tokens,
+        sum(case when distinct_products >= {{ var('multi_product_min_products') }} then tokens else 0 end)
+            as multi_product_day_tokens
+    from daily
+    group by user_key, usage_month
+),
+
+products as (
+    select
+        user_key,
+        usage_month,
+        count(distinct product_name) as distinct_products,
+        {{ marts_sorted_list('product_name') }} as products_used
+    from flex_use
+    group by user_key, usage_month
+)
+
+select
+    m.user_key,
+    d.email,
+    d.full_name,
+    d.team_name,
+    d.geo,
+    d.country,
+    d.city,
+    d.department,
+    d.cost_center,
+    d.project,
+    d.skill_level,
+    m.usage_month,
+    m.multi_product_days,
+    m.flex_usage_days,
+    m.max_products_per_day,
+    pd.distinct_products,
+    pd.products_used,
+    m.tokens,
+    m.tokens * {{ var('token_price') }} as token_cost,
+    m.multi_product_day_tokens,
+    p.as_of_date
+from monthly as m
+inner join products as pd on pd.user_key = m.user_key and pd.usage_month = m.usage_month
+cross join params as p
+left join {{ ref('dim_users') }} as d on d.user_key = m.user_key
+where m.multi_product_days > {{ var('multi_product_min_days') }}

@@ -1,0 +1,53 @@
+{#- flex_overuse: one row per user x product x usage_month of Flex use with more than
+    `flex_overuse_min_days` usage days: at that rate a subscription is likely cheaper.
+    token_cost = tokens x `token_price`; subscription_price_monthly = annual list price / 12;
+    break_even_days = days of Flex use per month that cost as much as a subscription month;
+    excess_cost = token_cost - subscription_price_monthly (positive = Flex cost more). -#}
+with params as (
+    {{ marts_params_cte() }}
+),
+
+monthly as (
+    select
+        u.user_key,
+        u.product_name,
+        u.usage_month,
+        count(distinct u.usage_date) as usage_days,
+        sum(u.tokens) as tokens
+    from {{ ref('fct_daily_usage') }} as u
+    cross join params as p
+    where u.licensing = 'flex'
+      and u.usage_date <= p.as_of_date
+    group by u.user_key, u.product_name, u.usage_month
+)
+
+select
+    m.user_key,
+    d.email,
+    d.full_name,
+    d.team_name,
+    d.geo,
+    d.country,
+    d.city,
+    d.department,
+    d.cost_center,
+    d.project,
+    d.skill_level,
+    m.product_name,
+    'flex' as licensing,
+    m.usage_month,
+    m.usage_days,
+    m.tokens,
+    m.tokens * {{ var('token_price') }} as token_cost,
+    pr.tokens_per_day,
+    pr.annual_price / 12.0 as subscription_price_monthly,
+    case when pr.tokens_per_day > 0
+         then pr.annual_price / 12.0 / (pr.tokens_per_day * {{ var('token_price') }})
+    end as break_even_days,
+    m.tokens * {{ var('token_price') }} - pr.annual_price / 12.0 as excess_cost,
+    p.as_of_date
+from monthly as m
+cross join params as p
+left join {{ ref('dim_users') }} as d on d.user_key = m.user_key
+left join {{ ref('dim_products') }} as pr on pr.product_name = m.product_name
+where m.usage_days > {{ var('flex_overuse_min_days') }}

@@ -1,0 +1,48 @@
+{#- low_usage_users: one row per user x product x usage_month (every licensing model) in
+    which the user used the product on at least 1 and at most `low_usage_max_days` days.
+    Months after the as-of date are left out; is_complete_month says whether the month
+    ended by the as-of date (the current month is still filling up). -#}
+with params as (
+    {{ marts_params_cte() }}
+),
+
+monthly as (
+    select
+        u.user_key,
+        u.product_name,
+        u.usage_month,
+        count(distinct u.usage_date) as usage_days,
+        sum(u.tokens) as tokens,
+        {{ marts_licensing_label('u.licensing') }} as licensing,
+        {{ marts_sorted_list('u.offering_name') }} as offering_name
+    from {{ ref('fct_daily_usage') }} as u
+    cross join params as p
+    where u.usage_date <= p.as_of_date
+    group by u.user_key, u.product_name, u.usage_month
+)
+
+select
+    m.user_key,
+    d.email,
+    d.full_name,
+    d.team_name,
+    d.geo,
+    d.country,
+    d.city,
+    d.department,
+    d.cost_center,
+    d.project,
+    d.skill_level,
+    m.product_name,
+    m.offering_name,
+    m.licensing,
+    m.usage_month,
+    m.usage_days,
+    m.tokens,
+    ({{ marts_add_days(dbt.dateadd('month', 1, 'm.usage_month'), -1) }} <= p.as_of_date) as is_complete_month,
+    p.as_of_date
+from monthly as m
+cross join params as p
+left join {{ ref('dim_users') }} as d on d.user_key = m.user_key
+where m.usage_days >= 1
+  and m.usage_days <= {{ var('low_usage_max_days') }}

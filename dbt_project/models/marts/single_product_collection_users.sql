@@ -1,0 +1,70 @@
+{#- single_product_collection_users: one row per user x collection used in the trailing
+    `lookback_days` where the user used only one product of the collection
+    (reason single_product), or used the collection on at most `infrequent_max_days` days
+    (reason infrequent), or both (single_product_and_infrequent).
+    Collection use = fct_daily_usage rows with is_collection_usage (product line is a
+    collection). For a single product, saving_yearly = collection price - that product's
+    standalone price. -#}
+with params as (
+    {{ marts_params_cte() }}
+),
+
+collection_use as (
+    select
+        u.user_key,
+        u.collection_name,
+        count(distinct u.product_name) as distinct_products,
+        count(distinct u.usage_date) as usage_days,
+        {{ marts_sorted_list('u.product_name') }} as products_used,
+        max(u.product_name) as any_product_name,
+        max(u.usage_date) as last_used_date
+    from {{ ref('fct_daily_usage') }} as u
+    cross join params as p
+    where u.is_collection_usage
+      and u.collection_name is not null
+      and {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', var('lookback_days')) }}
+    group by u.user_key, u.collection_name
+),
+
+flagged as (
+    select
+        c.*,
+        (c.distinct_products = 1) as is_single_product,
+        (c.usage_days <= {{ var('infrequent_max_days') }}) as is_infrequent
+    from collection_use as c
+)
+
+select
+    f.user_key,
+    d.email,
+    d.full_name,
+    d.team_name,
+    d.geo,
+    d.country,
+    d.city,
+    d.department,
+    d.cost_center,
+    d.project,
+    d.skill_level,
+    f.collection_name,
+    case
+        when f.is_single_product and f.is_infrequent then 'single_product_and_infrequent'
+        when f.is_single_product then 'single_product'
+        else 'infrequent'
+    end as reason,
+    f.distinct_products,
+    f.products_used,
+    case when f.is_single_product then f.any_product_name end as product_name,
+    f.usage_days,
+    f.last_used_date,
+    cp.annual_price as collection_price_yearly,
+    case when f.is_single_product then sp.annual_price end as product_price_yearly,
+    case when f.is_single_product then cp.annual_price - sp.annual_price end as saving_yearly,
+    cast({{ var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
+    p.as_of_date
+from flagged as f
+cross join params as p
+left join {{ ref('dim_users') }} as d on d.user_key = f.user_key
+left join {{ ref('dim_products') }} as cp on cp.product_name = f.collection_name
+left join {{ ref('dim_products') }} as sp on sp.product_name = f.any_product_name
+where f.is_single_product or f.is_infrequent

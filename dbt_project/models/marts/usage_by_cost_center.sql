@@ -1,0 +1,42 @@
+{#- usage_by_cost_center: one row per cost_center x user x product x usage_month (every
+    licensing model, months up to the as-of date): usage_days, tokens, licensing (the
+    model used, or 'mixed' when the user used the product on more than one that month).
+    cost_center is the user's metadata value, 'Unmapped' without metadata. -#}
+with params as (
+    {{ marts_params_cte() }}
+),
+
+monthly as (
+    select
+        u.user_key,
+        u.product_name,
+        u.usage_month,
+        count(distinct u.usage_date) as usage_days,
+        sum(u.tokens) as tokens,
+        {{ marts_licensing_label('u.licensing') }} as licensing
+    from {{ ref('fct_daily_usage') }} as u
+    cross join params as p
+    where u.usage_date <= p.as_of_date
+    group by u.user_key, u.product_name, u.usage_month
+)
+
+select
+    coalesce(d.cost_center, '{{ var("unmapped_label") }}') as cost_center,
+    coalesce(d.department, '{{ var("unmapped_label") }}') as department,
+    m.user_key,
+    d.email,
+    d.full_name,
+    d.team_name,
+    d.geo,
+    d.country,
+    d.city,
+    m.product_name,
+    m.usage_month,
+    m.usage_days,
+    m.tokens,
+    m.licensing,
+    m.tokens * {{ var('token_price') }} as token_cost,
+    p.as_of_date
+from monthly as m
+cross join params as p
+left join {{ ref('dim_users') }} as d on d.user_key = m.user_key
