@@ -74,6 +74,12 @@ class _Write:
     rows: int
 
 
+def crash_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: die here, as SIGKILL would, when asked."""
+    if os.environ.get("APS_USAGE_CRASH_AT") == name:
+        os.kill(os.getpid(), 9)
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -331,6 +337,7 @@ class DataDir:
                 d.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(s, d)
                 touched.add(d.parent)
+                crash_point("mid-apply")
         for rel in plan["deletes"]:
             p = self.root / rel
             if p.exists():
@@ -410,6 +417,7 @@ class Transaction:
                     files.append(path)
                 writer.write_table(table)
                 rows += table.num_rows
+                crash_point("staging")
         finally:
             if writer is not None:
                 writer.close()
@@ -448,8 +456,10 @@ class Transaction:
         plan = {"renames": renames, "deletes": deletes, "state": self._state}
         for src, _ in renames:
             _fsync_file(self.dd.root / src)
+        crash_point("before-commit")
         # The commit point: a complete COMMIT.json (written whole, then renamed).
         atomic_write_bytes(self.dir / "COMMIT.json", json.dumps(plan, default=str).encode())
+        crash_point("after-commit")
         self.dd._apply(plan)
         shutil.rmtree(self.dir, ignore_errors=True)
 

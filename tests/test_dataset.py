@@ -1,0 +1,187 @@
+"""The raw dataset writer: replace semantics, de-duplication, atomic commits, crash recovery, lock."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from extractor.dataset import DataDir, Replace
+from extractor.errors import InputError, LockedError
+from extractor.schemas import DATASETS
+
+
+def usage(rows: list[tuple[str, str, str, float]]) -> pa.Table:
+    d, p, c, t = zip(*rows) if rows else ((), (), (), ())
+    return pa.table({"usage_date": list(d), "product_name": list(p), "context_id": list(c), "tokens": list(t)})
+
+
+def write(dd: DataDir, dataset: str, table: pa.Table, source: str = "t", replace: Replace | None = None) -> None:
+    with dd.lock("test"), dd.transaction() as tx:
+        tx.write(dataset, table, source=source, replace=replace)
+
+
+def rows(dd: DataDir, dataset: str = "premium_usage") -> list[tuple]:
+    t = dd.read(dataset)
+    return sorted((r["usage_date"].isoformat(), r["product_name"], r["context_id"], r["tokens"]) for r in t.to_pylist())
+
+
+def snapshot_bytes(root: Path) -> dict[str, str]:
+    """Every visible file under raw/ and state/ with its content hash."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and ".tmp" not in p.parts and p.name != "lock":
+            out[str(p.relative_to(root))] = hashlib.md5(p.read_bytes()).hexdigest()
+    return out
+
+
+BASE = [("2026-01-30", "Revit", "1", 10.0), ("2026-01-31", "AutoCAD", "1", 0.0), ("2026-02-01", "Revit", "2", 7.0)]
+
+
+def test_roundtrip_types_partitions_and_schema_files(tmp_path):
+    dd = DataDir(tmp_path)
+    t = usage(BASE).append_column("brand_new_column", pa.array([1, 2, 3]))
+    write(dd, "premium_usage", t)
+    got = dd.read("premium_usage")
+    assert got.schema.field("usage_date").type == pa.date32()
+    assert got.schema.field("tokens").type == pa.float64()
+    assert sorted(got.column("brand_new_column").to_pylist()) == ["1", "2", "3"]  # kept, as text
+    assert {p.parent.name for p in dd.data_files("premium_usage")} == {"month=2026-01", "month=2026-02"}
+    for name in DATASETS:  # every dataset readable, even those never written
+        assert (dd.raw_dir / name / "schema.parquet").exists()
+        assert dd.read(name).num_rows == (3 if name == "premium_usage" else 0)
+    assert len(set(got.column("_row_hash").to_pylist())) == 3
+
+
+def test_rewriting_the_same_rows_adds_nothing(tmp_path):
+    dd = DataDir(tmp_path)
+    write(dd, "premium_usage", usage(BASE), source="a.csv")
+    write(dd, "premium_usage", usage(BASE[1:]), source="b.csv")  # overlapping file
+    assert rows(dd) == sorted(BASE)
+
+
+def test_extra_column_does_not_change_the_row_hash(tmp_path):
+    dd = DataDir(tmp_path)
+    write(dd, "premium_usage", usage(BASE))
+    write(dd, "premium_usage", usage(BASE).append_column("note", pa.array(["x"] * 3)))
+    assert dd.read("premium_usage").num_rows == 3
+
+
+def test_replace_range_only_touches_its_scope(tmp_path):
+    dd = DataDir(tmp_path)
+    write(dd, "premium_usage", usage(BASE))
+    new = usage([("2026-02-01", "Maya", "1", 3.0)])
+    write(dd, "premium_usage", new, replace=Replace(match={"context_id": "1"}, date_from=date(2026, 1, 31), date_to=date(2026, 2, 28)))
+    assert rows(dd) == [("2026-01-30", "Revit", "1", 10.0), ("2026-02-01", "Maya", "1", 3.0), ("2026-02-01", "Revit", "2", 7.0)]
+
+
+def test_a_month_emptied_by_a_replace_disappears(tmp_path):
+    dd = DataDir(tmp_path)
+    write(dd, "premium_usage", usage(BASE))
+    write(dd, "premium_usage", usage([]), replace=Replace(match={"context_id": "2"}, date_from=date(2026, 2, 1), date_to=date(2026, 2, 28)))
+    assert [p.parent.name for p in dd.data_files("premium_usage")] == ["month=2026-01"]
+    assert rows(dd) == sorted(BASE[:2])
+
+
+def test_snapshot_replaces_only_the_teams_in_the_file(tmp_path):
+    dd = DataDir(tmp_path)
+    first = pa.table({"team_name": ["A", "A", "B"], "offering_name": ["Revit", "Maya", "Revit"], "email": ["a@x", "b@x", "c@x"]})
+    write(dd, "premium_users", first, replace=Replace(snapshot=True))
+    write(dd, "premium_users", pa.table({"team_name": ["A"], "offering_name": ["AutoCAD"], "email": ["a@x"]}), replace=Replace(snapshot=True))
+    got = sorted((r["team_name"], r["offering_name"]) for r in dd.read("premium_users").to_pylist())
+    assert got == [("A", "AutoCAD"), ("B", "Revit")]
+    write(dd, "premium_users", pa.table({"team_name": ["C"], "offering_name": ["Maya"]}), replace=Replace(everything=True))
+    assert dd.read("premium_users").column("team_name").to_pylist() == ["C"]
+
+
+def test_bad_value_names_source_and_column_and_changes_nothing(tmp_path):
+    dd = DataDir(tmp_path)
+    write(dd, "premium_usage", usage(BASE))
+    before = snapshot_bytes(tmp_path)
+    bad = pa.table({"usage_date": ["2026-03-01"], "product_name": ["Revit"], "tokens": ["lots"]})
+    with pytest.raises(InputError, match=r"usage\.csv: column 'tokens'.*lots"):
+        write(dd, "premium_usage", bad, source="usage.csv")
+    assert snapshot_bytes(tmp_path) == before
+    assert list((tmp_path / ".tmp").iterdir()) == []
+
+
+def test_an_error_inside_the_transaction_rolls_everything_back(tmp_path):
+    dd = DataDir(tmp_path)
+    write(dd, "premium_usage", usage(BASE))
+    before = snapshot_bytes(tmp_path)
+    with pytest.raises(RuntimeError):
+        with dd.lock("test"), dd.transaction() as tx:
+            tx.write("premium_usage", usage([("2026-03-01", "Maya", "1", 1.0)]), source="x")
+            tx.set_state("premium_usage", "1", {"extracted_to": "2026-03-01"})
+            raise RuntimeError("network went away")
+    assert snapshot_bytes(tmp_path) == before
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, pyarrow as pa
+    from datetime import date
+    from extractor.dataset import DataDir, Replace
+    dd = DataDir(sys.argv[1])
+    t = pa.table({"usage_date": ["2026-01-31", "2026-02-01", "2026-03-05"], "product_name": ["Maya", "Maya", "Civil 3D"],
+                  "context_id": ["1", "1", "1"], "tokens": [1.0, 2.0, 3.0]})
+    with dd.lock("writer"), dd.transaction() as tx:
+        tx.write("premium_usage", t, source="run2",
+                 replace=Replace(match={"context_id": "1"}, date_from=date(2026, 1, 31), date_to=date(2026, 3, 31)))
+        tx.set_state("premium_usage", "1", {"extracted_to": "2026-03-31"})
+    """
+)
+
+
+def run_writer(data_dir: Path, crash_at: str | None) -> int:
+    env = dict(os.environ)
+    env.pop("APS_USAGE_CRASH_AT", None)
+    if crash_at:
+        env["APS_USAGE_CRASH_AT"] = crash_at
+    return subprocess.run([sys.executable, "-c", WRITER, str(data_dir)], env=env, timeout=120).returncode
+
+
+@pytest.mark.parametrize("point,committed", [("staging", False), ("before-commit", False), ("after-commit", True), ("mid-apply", True)])
+def test_killed_writer_leaves_old_or_new_data_and_a_rerun_completes(tmp_path, point, committed):
+    reference = tmp_path / "reference"
+    write(DataDir(reference), "premium_usage", usage(BASE))
+    assert run_writer(reference, None) == 0
+    expected = rows(DataDir(reference))
+
+    crashed = tmp_path / "crashed"
+    dd = DataDir(crashed)
+    write(dd, "premium_usage", usage(BASE))
+    old = rows(dd)
+    assert run_writer(crashed, point) == -9  # really killed
+    with dd.lock("recover"):  # the next writer finishes or undoes the interrupted commit
+        pass
+    assert rows(dd) == (expected if committed else old)
+    assert (dd.read_state()["datasets"].get("premium_usage", {}).get("1") is not None) == committed
+    assert list((crashed / ".tmp").iterdir()) == []
+    assert run_writer(crashed, None) == 0  # the normal re-run
+    assert rows(dd) == expected
+    assert snapshot_bytes(crashed).keys() == snapshot_bytes(reference).keys()
+
+
+def test_second_writer_is_refused_or_waits(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import time; from extractor.dataset import DataDir\n"
+         f"with DataDir({str(tmp_path)!r}).lock('long extraction'):\n    print('held', flush=True); time.sleep(3)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(LockedError, match="long extraction"):
+        with DataDir(tmp_path).lock("second"):
+            pass
+    started = time.monotonic()
+    with DataDir(tmp_path).lock("patient", wait=30):
+        assert time.monotonic() - started > 0.5
+    holder.wait(timeout=30)
