@@ -1,3 +1,54 @@
-"""Commands of the 'publish' area (placeholder until the area lands)."""
+"""``aps-usage publish``: the marts as Parquet/CSV, a Tableau .hyper, a Power BI .pbids and an HTML report."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import click
+
+from ..config import Settings
+from ..publish import FORMATS, PublishResult, parse_formats, publish
+
+
+def describe_outputs(result: PublishResult) -> list[str]:
+    """Human lines saying where each output is (shared with `aps-usage demo`)."""
+    lines = []
+    if result.paths("parquet") or result.paths("csv"):
+        kinds = " + ".join(k for k in ("parquet", "csv") if result.paths(k))
+        lines.append(f"  marts ({kinds}, {len(result.marts)} marts): {result.marts_dir}")
+    labels = {"hyper": "Tableau extract", "pbids": "Power BI data source", "html": "HTML report"}
+    for fmt, label in labels.items():
+        for path in result.paths(fmt):
+            lines.append(f"  {label}: {path}")
+    for fmt, why in result.skipped.items():
+        lines.append(f"  skipped {fmt}: {why}")
+    if result.report and result.report.charts_missing:
+        lines.append(f"  report charts without data: {', '.join(sorted(result.report.charts_missing))}")
+    return lines
+
+
+@click.command("publish")
+@click.option(
+    "--formats",
+    metavar="LIST",
+    help=f"Comma-separated outputs to write, from {','.join(FORMATS)} (default: all; "
+    "hyper is skipped with a warning when pantab is missing unless named here).",
+)
+@click.pass_obj
+def publish_command(settings: Settings | None, formats: str | None) -> None:
+    """Publish every mart of the last build to BI formats.
+
+    \b
+    Writes, under the data dir:
+      marts/<mart>.parquet and .csv  (Excel-safe CSV: UTF-8 BOM, ISO dates, formula-safe)
+      bi/aps-usage.hyper             (Tableau; needs pip install 'aps-usage[tableau]')
+      bi/aps-usage.pbids             (double-click: Power BI opens the marts folder)
+      bi/report.html                 (offline page, one chart per use case)
+    """
+    settings = settings or Settings()
+    wanted, explicit = parse_formats(formats)
+    result = publish(settings, wanted, explicit=explicit)
+    click.echo(f"Published {len(result.marts)} marts:")
+    for line in describe_outputs(result):
+        click.echo(line)
+
+
+COMMANDS = [publish_command]

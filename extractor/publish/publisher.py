@@ -1,0 +1,139 @@
+"""Publish every table of schema ``marts`` to the formats asked for.
+
+Outputs (under the data dir):
+  marts/<mart>.parquet, marts/<mart>.csv   one pair per mart (the Power BI folder)
+  bi/aps-usage.hyper                        every mart as a Tableau table (extra ``tableau``)
+  bi/aps-usage.pbids                        opens Power BI's Get Data on marts/
+  bi/report.html                            the offline report page
+Each file is written to a temporary sibling and renamed into place, so a failed run leaves
+the previous outputs whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import BuildError, InputError
+from ..logs import progress
+from .files import remove_stale_temp_files, write_text_atomic
+from .hyper import INSTALL_HINT, hyper_available, write_hyper
+from .parquet_csv import publish_mart_files
+from .pbids import write_pbids
+from .report import ReportResult, build_report
+from .warehouse import Mart, list_marts, open_warehouse
+
+log = logging.getLogger("aps_usage")
+
+FORMATS = ("parquet", "csv", "hyper", "pbids", "html")
+HYPER_NAME = "aps-usage.hyper"
+PBIDS_NAME = "aps-usage.pbids"
+REPORT_NAME = "report.html"
+MANIFEST_NAME = "publish-manifest.json"
+
+
+@dataclass
+class PublishResult:
+    marts: list[Mart]
+    marts_dir: Path
+    bi_dir: Path
+    outputs: dict[str, list[Path]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    report: ReportResult | None = None
+
+    def paths(self, fmt: str) -> list[Path]:
+        return self.outputs.get(fmt, [])
+
+
+def parse_formats(text: str | None) -> tuple[set[str], bool]:
+    """``"parquet,csv"`` -> ({'parquet', 'csv'}, explicit=True); None -> every format, not explicit."""
+    if not text:
+        return set(FORMATS), False
+    wanted = {part.strip().lower() for part in text.split(",") if part.strip()}
+    unknown = wanted - set(FORMATS)
+    if unknown or not wanted:
+        raise InputError(f"--formats: unknown format(s) {', '.join(sorted(unknown)) or '(none)'}; "
+                         f"choose from {','.join(FORMATS)}")
+    return wanted, True
+
+
+def _remove_dropped_marts(marts_dir: Path, bi_dir: Path, current: set[str]) -> None:
+    """Files of marts that no longer exist would still be loaded by a Power BI folder query."""
+    manifest = bi_dir / MANIFEST_NAME
+    try:
+        previous = json.loads(manifest.read_text(encoding="utf-8")).get("marts", {})
+    except (OSError, ValueError):
+        return
+    for name in set(previous) - current:
+        for suffix in (".parquet", ".csv"):
+            stale = marts_dir / f"{name}{suffix}"
+            if stale.exists():
+                log.info("removing %s (mart %s no longer built)", stale, name)
+                stale.unlink()
+
+
+def publish(
+    settings: Settings,
+    formats: set[str] | None = None,
+    explicit: bool = False,
+    vars_overrides: dict | None = None,
+) -> PublishResult:
+    """Write the BI outputs for every mart; ``explicit`` = the user named the formats."""
+    formats = set(formats or FORMATS)
+    marts_dir = settings.data_dir / "marts"
+    bi_dir = settings.data_dir / "bi"
+    if "hyper" in formats and not hyper_available():
+        if explicit:
+            raise BuildError(f"the Tableau .hyper output needs pantab, which is not installed: {INSTALL_HINT}")
+        log.warning("skipping the Tableau .hyper file: pantab is not installed (%s)", INSTALL_HINT)
+        formats.discard("hyper")
+        skipped = {"hyper": f"pantab not installed ({INSTALL_HINT})"}
+    else:
+        skipped = {}
+
+    con = open_warehouse(settings.warehouse_path)
+    try:
+        marts = list_marts(con)
+        if not marts:
+            raise BuildError(f"{settings.warehouse_path}: schema marts holds no tables; run `aps-usage build` first")
+        result = PublishResult(marts=marts, marts_dir=marts_dir, bi_dir=bi_dir, skipped=skipped)
+        for d in (marts_dir, bi_dir):
+            d.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(d)
+
+        file_formats = formats & {"parquet", "csv"}
+        if file_formats:
+            with progress(f"Writing {'/'.join(sorted(file_formats))} for {len(marts)} marts", total=len(marts),
+                          quiet=settings.quiet) as task:
+                for mart in marts:
+                    for fmt, path in publish_mart_files(con, mart.name, marts_dir, file_formats).items():
+                        result.outputs.setdefault(fmt, []).append(path)
+                    task.advance()
+            _remove_dropped_marts(marts_dir, bi_dir, {m.name for m in marts})
+
+        if "hyper" in formats:
+            with progress("Writing the Tableau .hyper file", total=1, quiet=settings.quiet) as task:
+                dest = bi_dir / HYPER_NAME
+                write_hyper(con, [m.name for m in marts], dest)
+                result.outputs["hyper"] = [dest]
+                task.advance()
+
+        if "pbids" in formats:
+            result.outputs["pbids"] = [write_pbids(marts_dir, bi_dir / PBIDS_NAME)]
+
+        if "html" in formats:
+            with progress("Writing the HTML report", total=1, quiet=settings.quiet) as task:
+                result.report = build_report(con, marts, bi_dir / REPORT_NAME, vars_overrides)
+                result.outputs["html"] = [result.report.path]
+                task.advance()
+
+        write_text_atomic(bi_dir / MANIFEST_NAME, json.dumps({
+            "marts": {m.name: m.rows for m in marts},
+            "outputs": {k: [str(p) for p in v] for k, v in result.outputs.items()},
+        }, indent=2) + "\n")
+        return result
+    finally:
+        con.close()
