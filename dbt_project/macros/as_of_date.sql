@@ -1,0 +1,10 @@
+{#- The as-of date every trailing window ends on: var as_of_date as a DATE literal, or the
+    latest usage_date in fct_daily_usage (so the same data always gives the same answer). -#}
+{% macro as_of_date() -%}
+    {%- set value = var('as_of_date', none) -%}
+    {%- if value is none or (value | string | trim) in ('', 'none', 'None', 'null') -%}
+        (select max(usage_date) from {{ ref('fct_daily_usage') }})
+    {%- else -%}
+        cast('{{ value | string | trim }}' as date)
+    {%- endif -%}
+{%- endmacro %}

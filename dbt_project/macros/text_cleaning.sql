@@ -1,0 +1,35 @@
+{#- Text cleaning shared by the staging models. -#}
+
+{#- Trimmed text; empty strings and masked personal data ('*****') become NULL. -#}
+{% macro clean_text(column) -%}
+    case
+        when trim({{ column }}) = '' then null
+        when replace(trim({{ column }}), '*', '') = '' then null
+        else trim({{ column }})
+    end
+{%- endmacro %}
+
+{#- Emails are compared trimmed and lower-cased everywhere. -#}
+{% macro clean_email(column) -%}
+    lower({{ clean_text(column) }})
+{%- endmacro %}
+
+{#- A Token Flex user name that is an email address is that user's email. -#}
+{% macro email_from_user_name(column) -%}
+    case when {{ clean_text(column) }} like '%_@_%' then lower({{ clean_text(column) }}) end
+{%- endmacro %}
+
+{#- Licensing model from an API `source`, a file's usage_type and offering:
+    sus -> subscription, flex, ppu. Unknown values fall back to subscription. -#}
+{% macro licensing_from(value, offering=none) -%}
+    case
+        when lower(trim({{ value }})) in ('flex', 'token flex', 'tokens', 'token') then 'flex'
+        when lower(trim({{ value }})) in ('ppu', 'pay per use', 'pay-per-use', 'payperuse') then 'ppu'
+        when lower(trim({{ value }})) in ('sus', 'subscription', 'single user subscription', 'standard') then 'subscription'
+        {%- if offering is not none %}
+        when lower(trim({{ offering }})) = 'flex' then 'flex'
+        {%- endif %}
+        when lower(trim({{ value }})) like '%flex%' then 'flex'
+        else 'subscription'
+    end
+{%- endmacro %}

@@ -1,0 +1,37 @@
+-- Users report: one row per user x assigned offering (seat assignments).
+with source as (
+    select * from {{ source('raw', 'premium_users') }}
+),
+
+deduped as (
+    {{ dedupe('source', ['_row_hash']) }}
+)
+
+select
+    {{ clean_text('team_name') }} as team_name,
+    {{ clean_text('team_id') }} as team_id,
+    {{ clean_text('user_id') }} as user_id,
+    {{ clean_text('hashed_user_id') }} as hashed_user_id,
+    {{ clean_email('email') }} as email,
+    {{ clean_text('first_name') }} as first_name,
+    {{ clean_text('last_name') }} as last_name,
+    {{ clean_text('full_name') }} as full_name,
+    {{ clean_text('user_name') }} as user_name,
+    {{ clean_text('offering_name') }} as offering_name,
+    {{ clean_text('product_name') }} as product_name,
+    {{ clean_text('subscription_id') }} as subscription_id,
+    {{ clean_text('role') }} as role,
+    {{ clean_text('account_status') }} as account_status,
+    {{ clean_text('access_method') }} as access_method,
+    {{ clean_text('plan') }} as plan,
+    {{ clean_text('term') }} as term,
+    {{ clean_text('seat_assignment') }} as seat_assignment,
+    cast(assigned_date as date) as assigned_date,
+    cast(last_accessed as date) as last_accessed_date,
+    days_inactive,
+    days_used,
+    _source,
+    _extracted_at,
+    _row_hash
+from deduped
+where {{ clean_text('offering_name') }} is not null
