@@ -22,7 +22,18 @@ Exit codes: 0 ok; 1 other error; 2 bad input file or argument; 3 authentication;
 130 interrupted."""
 
 
-@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+class _ErrorsToExitCodes(click.Group):
+    """Also without main() (click's CliRunner): a UsageError becomes one line + its exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UsageError as err:
+            click.echo(f"Error: {redact(str(err))}", err=True)
+            ctx.exit(err.exit_code)
+
+
+@click.group(cls=_ErrorsToExitCodes, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -1,0 +1,137 @@
+"""API answers -> Arrow tables: typed conversion of JSON rows, and export files fetched from
+pre-signed URLs into ``<data-dir>/.tmp`` and read by the importer (which sniffs CSV, gzip,
+ZIP or XLSX from the bytes)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pyarrow as pa
+
+from .errors import ApiError
+from .schemas import DatasetSpec
+
+
+def _to_date(value: Any) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, (int, float)):  # epoch seconds or milliseconds
+        seconds = value / 1000 if value > 1e11 else value
+        return datetime.utcfromtimestamp(seconds).date()
+    return date.fromisoformat(str(value).strip()[:10])
+
+
+def _to_int(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    return int(float(value))
+
+
+def _to_float(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    return float(value)
+
+
+def _to_bool(value: Any) -> bool | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "y")
+    return bool(value)
+
+
+def _to_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _converter(dtype: pa.DataType):
+    if pa.types.is_date(dtype):
+        return _to_date
+    if pa.types.is_integer(dtype):
+        return _to_int
+    if pa.types.is_floating(dtype):
+        return _to_float
+    if pa.types.is_boolean(dtype):
+        return _to_bool
+    return _to_str
+
+
+def typed_table(records: Iterable[dict[str, Any]], spec: DatasetSpec, where: str) -> pa.Table:
+    """Records with canonical keys -> a table typed per ``spec`` (unknown keys kept as strings).
+    A value that does not convert raises ApiError naming ``where``, the row and the field."""
+    records = list(records)
+    names: list[str] = list(dict.fromkeys(k for r in records for k in r))
+    arrays, fields = [], []
+    for name in names:
+        dtype = spec.columns.get(name, pa.string())
+        convert = _converter(dtype)
+        values = []
+        for i, record in enumerate(records):
+            try:
+                values.append(convert(record.get(name)))
+            except (TypeError, ValueError):
+                raise ApiError(f"{where}: row {i + 1}, field '{name}': unexpected value {record.get(name)!r}") from None
+        arrays.append(pa.array(values, dtype))
+        fields.append(pa.field(name, dtype))
+    if not names:
+        return pa.schema([]).empty_table()
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def empty_table(spec: DatasetSpec) -> pa.Table:
+    return spec.schema.empty_table()
+
+
+def filter_dates(table: pa.Table, column: str, start: date, end: date) -> pa.Table:
+    """Keep rows whose ``column`` is within [start, end]: what the replace covers, no more."""
+    if table.num_rows == 0 or column not in table.column_names:
+        return table
+    import pyarrow.compute as pc
+
+    col = table.column(column)
+    if not pa.types.is_date(col.type):
+        col = pc.cast(pc.utf8_slice_codeunits(col.cast(pa.string()), 0, 10), pa.date32())
+        table = table.set_column(table.column_names.index(column), pa.field(column, pa.date32()), col)
+    mask = pc.and_(pc.greater_equal(col, pa.scalar(start, pa.date32())), pc.less_equal(col, pa.scalar(end, pa.date32())))
+    return table.filter(mask)
+
+
+@contextmanager
+def scratch_dir(data_dir: Path) -> Iterator[Path]:
+    """A private folder under ``<data-dir>/.tmp`` for downloads, removed afterwards."""
+    path = Path(data_dir) / ".tmp" / f"dl-{uuid.uuid4().hex[:12]}"
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def read_export_file(path: Path, kind: str | None, what: str):
+    """Parse a downloaded export with the importer; returns its ImportedFile."""
+    from .importing import read_table
+
+    try:
+        return read_table(path, kind=kind)
+    except ApiError:
+        raise
+    except Exception as err:
+        if type(err).__name__ in ("InputError",):
+            raise ApiError(f"{what}: downloaded file cannot be read: {err}") from None
+        raise

@@ -1,0 +1,458 @@
+"""Premium Reporting (``/insights/v1``) extraction: teams, usage queries, Users/Subscriptions exports.
+
+Usage comes from usage queries grouped by every field the API offers (one row per distinct
+combination, metric ``totalTokens``), one query per team and calendar month, paged with the
+largest page the service accepts. Users and Subscriptions come from CSV exports, downloaded
+from their pre-signed URLs and parsed by the importer. Each team is one transaction: its
+rows and its state are committed together or not at all.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from .apirows import empty_table, filter_dates, read_export_file, scratch_dir, typed_table
+from .config import Settings
+from .dataset import DataDir, Replace
+from .errors import ApiError, InputError
+from .http import ApiClient, safe_url
+from .incremental import DEFAULT_LAG_DAYS, month_windows, plan_range, state_entry
+from .logs import log, progress
+from .personal import hash_personal_columns, load_salt
+from .schemas import PREMIUM_SUBSCRIPTIONS, PREMIUM_TEAMS, PREMIUM_USAGE, PREMIUM_USERS
+
+INSIGHTS = "/insights/v1"
+REPORTS = ("usage", "users", "subscriptions")
+
+#: usage-query field -> canonical column (seed 002). Not requested: ``profileImage`` (a
+#: pre-signed URL), ``tokens`` (the metric ``totalTokens`` is the sum we want) and
+#: ``usageWeek`` (derivable from usageDate; it would not change the grain).
+USAGE_FIELDS: dict[str, str] = {
+    "usageDate": "usage_date",
+    "usageMonth": "usage_month",
+    "contextId": "context_id",
+    "teamName": "team_name",
+    "productName": "product_name",
+    "childProductName": "child_product_name",
+    "productLineCode": "product_line_code",
+    "featureId": "feature_id",
+    "version": "version",
+    "minorVersion": "minor_version",
+    "source": "source",
+    "hashedUserId": "hashed_user_id",
+    "userId": "user_id",
+    "emailAddress": "email",
+    "firstName": "first_name",
+    "lastName": "last_name",
+    "fullName": "full_name",
+    "userName": "user_name",
+    "isParentProduct": "is_parent_product",
+    "isProductVersioned": "is_product_versioned",
+    "reportingEntityId": "reporting_entity_id",
+    "contractNumber": "contract_number",
+}
+#: refused when the admin hides personal data (userId is allowed only with personal data on)
+PERSONAL_FIELDS = frozenset({"emailAddress", "firstName", "lastName", "fullName", "userName", "userId"})
+METRICS = {"totalTokens": "tokens"}
+#: page sizes tried in turn until the service accepts one (its maximum is not documented)
+PAGE_LIMITS = (10000, 2000, 1000, 500, 100)
+RUNNING = {"SUBMITTED", "RUNNING", "QUEUED", "PROCESSING", "IN_PROGRESS", "PENDING"}
+FAILED = {"FAILED", "ERROR", "EXPIRED", "TIMEOUT", "CANCELLED"}
+JOB_RESUBMITS = 3
+EXPORT_REPORT_KINDS = {"USERS": ("users", PREMIUM_USERS), "SUBSCRIPTIONS": ("subscriptions", PREMIUM_SUBSCRIPTIONS)}
+
+
+@dataclass
+class QueryShape:
+    """What this team's usage queries ask for; narrowed once when the service refuses."""
+
+    fields: list[str] = field(default_factory=lambda: list(USAGE_FIELDS))
+    limit: int = PAGE_LIMITS[0]
+    personal_hidden: bool = False
+
+
+@dataclass
+class PremiumResult:
+    teams: list[dict[str, Any]]
+    rows: dict[str, int] = field(default_factory=dict)
+    ranges: dict[str, tuple[str, str]] = field(default_factory=dict)
+    personal_hidden: list[str] = field(default_factory=list)
+
+
+# -- teams ---------------------------------------------------------------------------------
+def list_teams(api: ApiClient) -> list[dict[str, Any]]:
+    body = api.get_json(f"{INSIGHTS}/contexts")
+    if isinstance(body, dict):  # tolerate a wrapped list
+        body = body.get("contexts") or body.get("results") or body.get("items") or []
+    if not isinstance(body, list):
+        raise ApiError("GET insights/v1/contexts: expected a list of teams")
+    teams = []
+    for item in body:
+        if isinstance(item, dict) and item.get("contextId") is not None:
+            teams.append({
+                "context_id": str(item["contextId"]),
+                "team_name": item.get("alias") or item.get("name") or item.get("teamName"),
+                "reporting_benefits": ",".join(item.get("reportingBenefits") or []),
+            })
+    return teams
+
+
+def select_teams(teams: list[dict[str, Any]], wanted: Iterable[str] | None) -> list[dict[str, Any]]:
+    if not wanted:
+        return teams
+    by_id = {t["context_id"]: t for t in teams}
+    chosen = []
+    for team_id in wanted:
+        if str(team_id) not in by_id:
+            known = ", ".join(sorted(by_id)) or "none"
+            raise InputError(f"--team {team_id}: not a team these credentials can see (known: {known})")
+        chosen.append(by_id[str(team_id)])
+    return chosen
+
+
+# -- usage queries -------------------------------------------------------------------------
+def _where(start: date, end: date) -> str:
+    return f"usageDate >= '{start.isoformat()}' AND usageDate <= '{end.isoformat()}'"
+
+
+def _refusal(response) -> str:
+    return response.text[:300].replace("\n", " ")
+
+
+def _submit_usage_query(api: ApiClient, team_id: str, start: date, end: date, shape: QueryShape) -> str:
+    """POST a usage query, narrowing page size / personal fields on 400; returns the query id."""
+    while True:
+        body = {"fields": shape.fields, "metrics": list(METRICS), "where": _where(start, end),
+                "contextId": team_id, "orderBy": "usageDate ASC"}
+        response = api.post(f"{INSIGHTS}/usage-queries", params={"contextId": team_id, "offset": 0, "limit": shape.limit},
+                            json=body, raise_for_status=False, expect=None)
+        if response.is_success:
+            data = response.json()
+            if not data.get("id"):
+                raise ApiError(f"usage query for team {team_id}: response has no query id")
+            return str(data["id"])
+        if response.status_code != 400:
+            raise ApiClient.error_for(response, f"POST insights/v1/usage-queries (team {team_id})")
+        if not _narrow(shape, _refusal(response), team_id):
+            raise ApiError(f"usage query for team {team_id} refused: HTTP 400 {_refusal(response)}")
+
+
+def _narrow(shape: QueryShape, message: str, team_id: str) -> bool:
+    """Change the shape after a 400; False when there is nothing left to try."""
+    lower = message.lower()
+    mentions_personal = "personal" in lower or any(f.lower() in lower for f in PERSONAL_FIELDS) or "hash" in lower
+    mentions_limit = "limit" in lower or "page" in lower
+    has_personal = any(f in PERSONAL_FIELDS for f in shape.fields)
+    smaller = [n for n in PAGE_LIMITS if n < shape.limit]
+    if mentions_personal and has_personal:
+        _drop_personal(shape, team_id)
+        return True
+    if mentions_limit and smaller:
+        shape.limit = smaller[0]
+        log.debug("team %s: page size refused, trying %d", team_id, shape.limit)
+        return True
+    if smaller:  # unknown reason: smaller pages first, then without personal fields
+        shape.limit = smaller[0]
+        return True
+    if has_personal:
+        _drop_personal(shape, team_id)
+        return True
+    return False
+
+
+def _drop_personal(shape: QueryShape, team_id: str) -> None:
+    shape.fields = [f for f in shape.fields if f not in PERSONAL_FIELDS]
+    shape.personal_hidden = True
+    log.warning("team %s hides personal data: usage extracted without names/emails (hashedUserId is the key)", team_id)
+
+
+def _get_results(api: ApiClient, query_id: str, offset: int, shape: QueryShape, team_id: str) -> dict:
+    while True:
+        response = api.get(f"{INSIGHTS}/usage-queries/{query_id}", params={"offset": offset, "limit": shape.limit},
+                           raise_for_status=False, expect=_is_json)
+        if response.is_success:
+            return response.json()
+        smaller = [n for n in PAGE_LIMITS if n < shape.limit]
+        if response.status_code == 400 and smaller:
+            shape.limit = smaller[0]
+            continue
+        raise ApiClient.error_for(response, f"GET insights/v1/usage-queries/{query_id} (team {team_id})")
+
+
+def _is_json(response) -> bool:
+    try:
+        response.json()
+        return True
+    except ValueError:
+        return False
+
+
+def query_usage(api: ApiClient, team_id: str, start: date, end: date, shape: QueryShape, task=None) -> list[dict]:
+    """All rows of one usage query (team x window) as canonical records."""
+    last_error = ""
+    for attempt in range(1, JOB_RESUBMITS + 2):
+        query_id = _submit_usage_query(api, team_id, start, end, shape)
+        what = f"usage query {query_id} (team {team_id}, {start}..{end})"
+        first = api.poll(lambda: _get_results(api, query_id, 0, shape, team_id),
+                         lambda r: str(r.get("status", "")).upper() not in RUNNING, what=what)
+        status = str(first.get("status", "")).upper()
+        if status in FAILED:
+            last_error = f"{what} ended {status}"
+            log.warning("%s; resubmitting (%d/%d)", last_error, attempt, JOB_RESUBMITS)
+            continue
+        if status != "COMPLETED":
+            raise ApiError(f"{what}: unexpected status {status!r}")
+        records, expired = _page_all(api, query_id, first, shape, team_id, what, task)
+        if expired:
+            last_error = f"{what} expired while paging"
+            log.warning("%s; resubmitting (%d/%d)", last_error, attempt, JOB_RESUBMITS)
+            continue
+        return records
+    raise ApiError(f"{last_error}; gave up after {JOB_RESUBMITS} resubmissions")
+
+
+def _page_all(api, query_id, first, shape, team_id, what, task) -> tuple[list[dict], bool]:
+    records: list[dict] = []
+    page = first
+    offset = 0
+    while True:
+        columns = page.get("columns") or []
+        rows = page.get("rows") or []
+        total = int((page.get("pagination") or {}).get("totalResults", page.get("totalResults", 0)) or 0)
+        unknown = [c for c in columns if c not in USAGE_FIELDS and c not in METRICS]
+        for row in rows:
+            if len(row) != len(columns):
+                raise ApiError(f"{what}: a row has {len(row)} values for {len(columns)} columns")
+            rec = {}
+            for name, value in zip(columns, row):
+                rec[USAGE_FIELDS.get(name) or METRICS.get(name) or _snake(name)] = value
+            records.append(rec)
+        if unknown and offset == 0:
+            log.debug("%s: extra columns kept as text: %s", what, ", ".join(unknown))
+        offset += len(rows)
+        if task is not None:
+            task.advance(len(rows))
+        if offset >= total:
+            return records, False
+        if not rows:
+            raise ApiError(f"{what}: page at offset {offset} is empty but totalResults is {total}")
+        page = _get_results(api, query_id, offset, shape, team_id)
+        status = str(page.get("status", "COMPLETED")).upper()
+        if status in FAILED:
+            return [], True
+
+
+def _snake(name: str) -> str:
+    out = []
+    for ch in name:
+        if ch.isupper() and out:
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+def usage_table(records: list[dict], team: dict[str, Any], start: date, end: date, where: str) -> pa.Table:
+    for rec in records:
+        rec.setdefault("context_id", team["context_id"])
+        if rec.get("context_id") in (None, ""):
+            rec["context_id"] = team["context_id"]
+        if not rec.get("team_name"):
+            rec["team_name"] = team.get("team_name")
+    table = typed_table(records, PREMIUM_USAGE, where) if records else empty_table(PREMIUM_USAGE)
+    return filter_dates(table, "usage_date", start, end)
+
+
+# -- exports (Users, Subscriptions) --------------------------------------------------------
+def _export_status(api: ApiClient, export_id: str) -> dict:
+    return api.get_json(f"{INSIGHTS}/exports/{export_id}")
+
+
+def run_export(api: ApiClient, team_id: str, reports: list[str]) -> dict:
+    """POST an export and poll it to COMPLETED; resubmits a failed one a few times."""
+    last = ""
+    for attempt in range(1, JOB_RESUBMITS + 2):
+        created = api.post_json(f"{INSIGHTS}/exports", json={"outputFormat": "CSV", "reports": reports, "teamId": team_id})
+        export_id = str(created.get("id") or "")
+        if not export_id:
+            raise ApiError(f"export {reports} for team {team_id}: response has no id")
+        what = f"export {export_id} ({'+'.join(reports)}, team {team_id})"
+        done = api.poll(lambda: _export_status(api, export_id),
+                        lambda r: str(r.get("status", "")).upper() not in RUNNING, what=what)
+        status = str(done.get("status", "")).upper()
+        if status == "COMPLETED":
+            if not done.get("downloads"):
+                raise ApiError(f"{what} completed without downloads")
+            return done
+        last = f"{what} ended {status}"
+        log.warning("%s; resubmitting (%d/%d)", last, attempt, JOB_RESUBMITS)
+    raise ApiError(f"{last}; gave up after {JOB_RESUBMITS} resubmissions")
+
+
+def _download_expired(download: dict) -> bool:
+    for key, value in download.items():
+        if "expir" in key.lower() and value:
+            try:
+                from datetime import datetime
+
+                when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+                return when.timestamp() <= time.time()
+            except ValueError:
+                try:
+                    stamp = float(value)
+                    return (stamp / 1000 if stamp > 1e11 else stamp) <= time.time()
+                except ValueError:
+                    return False
+    return False
+
+
+def fetch_downloads(api: ApiClient, export: dict, folder: Path, what: str) -> list[tuple[str, Path]]:
+    """Download every file of a completed export; renews expired URLs by GETting the export."""
+    export_id = str(export["id"])
+    files = []
+    downloads = list(export.get("downloads") or [])
+    for index in range(len(downloads)):
+        for attempt in range(1, JOB_RESUBMITS + 2):
+            item = downloads[index]
+            url = item.get("downloadURL") or item.get("downloadUrl") or item.get("url")
+            if not url:
+                raise ApiError(f"{what}: download {index + 1} has no URL")
+            response = None if _download_expired(item) else api.download(url)
+            if response is not None and response.is_success:
+                path = folder / f"{export_id}-{index + 1}"
+                path.write_bytes(response.content)
+                files.append((str(item.get("type") or "").upper(), path))
+                break
+            reason = "expired" if response is None else f"HTTP {response.status_code}"
+            if response is not None and response.status_code not in (401, 403, 404, 410):
+                raise ApiError(f"{what}: download {index + 1} ({safe_url(url)}) failed: {reason}")
+            if attempt > JOB_RESUBMITS:
+                raise ApiError(f"{what}: download {index + 1} still failing ({reason}) after renewing its URL")
+            log.info("%s: download URL %s (%s); getting a fresh one", what, safe_url(url), reason)
+            downloads = list(_export_status(api, export_id).get("downloads") or [])
+            if len(downloads) <= index:
+                raise ApiError(f"{what}: the export no longer lists download {index + 1}")
+    return files
+
+
+def export_tables(api: ApiClient, settings: Settings, team: dict[str, Any], reports: list[str]) -> dict[str, pa.Table]:
+    """{dataset name: table} for the USERS / SUBSCRIPTIONS reports of one team."""
+    wanted = [r.upper() for r in reports]
+    export = run_export(api, team["context_id"], wanted)
+    what = f"export {export['id']} (team {team['context_id']})"
+    tables: dict[str, list[pa.Table]] = {EXPORT_REPORT_KINDS[r][1].name: [] for r in wanted}
+    with scratch_dir(settings.data_dir) as folder:
+        for report_type, path in fetch_downloads(api, export, folder, what):
+            kind = EXPORT_REPORT_KINDS.get(report_type, (None, None))[0]
+            if kind is None and len(wanted) == 1:
+                kind = EXPORT_REPORT_KINDS[wanted[0]][0]
+            imported = read_export_file(path, kind, f"{what} {report_type or 'file'}")
+            dataset = imported.dataset
+            if dataset not in tables:
+                log.warning("%s: a %s file was not asked for; skipped", what, imported.kind)
+                continue
+            table = imported.table
+            table = _set_column(table, "team_id", team["context_id"])
+            if "team_name" not in table.column_names or table.column("team_name").null_count == table.num_rows:
+                table = _set_column(table, "team_name", team.get("team_name"))
+            tables[dataset].append(table)
+    return {name: (pa.concat_tables(parts, promote_options="permissive") if parts else None)
+            for name, parts in tables.items()}
+
+
+def _set_column(table: pa.Table, name: str, value: Any) -> pa.Table:
+    column = pa.array([value] * table.num_rows, pa.string())
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), pa.field(name, pa.string()), column)
+    return table.append_column(pa.field(name, pa.string()), column)
+
+
+# -- the whole extraction ------------------------------------------------------------------
+def extract_premium(
+    settings: Settings,
+    auth,
+    teams: Iterable[str] | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    reports: Iterable[str] = REPORTS,
+    *,
+    lag_days: int = DEFAULT_LAG_DAYS,
+    hash_personal_data: bool = False,
+    api: ApiClient | None = None,
+) -> PremiumResult:
+    """Extract Premium Reporting data into the dataset under ``settings.data_dir``."""
+    reports = [r.strip().lower() for r in reports if r.strip()]
+    bad = [r for r in reports if r not in REPORTS]
+    if bad or not reports:
+        raise InputError(f"--reports: unknown report(s) {', '.join(bad) or '(none)'} (choose from {', '.join(REPORTS)})")
+    if since and until and since > until:
+        raise InputError(f"--since {since} is after --until {until}")
+    dd = DataDir(settings.data_dir)
+    own_api = api is None
+    api = api or ApiClient(settings, auth)
+    try:
+        with dd.lock("extract premium"):
+            salt = load_salt(dd.state_dir) if hash_personal_data else None
+            all_teams = list_teams(api)
+            chosen = select_teams(all_teams, teams)
+            result = PremiumResult(teams=chosen)
+            with dd.transaction() as tx:
+                tx.write("premium_teams", typed_table(all_teams, PREMIUM_TEAMS, "insights/v1/contexts")
+                         if all_teams else empty_table(PREMIUM_TEAMS),
+                         source="insights/v1/contexts", replace=Replace(everything=True))
+            with progress("Premium teams", total=len(chosen), quiet=settings.quiet) as team_task:
+                for team in chosen:
+                    _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt, result)
+                    team_task.advance(1)
+            return result
+    finally:
+        if own_api:
+            api.close()
+
+
+def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt, result) -> None:
+    team_id = team["context_id"]
+    label = f"team {team_id} ({team.get('team_name') or '?'})"
+    writes: list[tuple[str, pa.Table, str, Replace]] = []
+    state_updates: list[tuple[str, str, dict]] = []
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if "usage" in reports:
+        start, end = plan_range(dd.read_state(), "premium_usage", team_id, since, until, lag_days)
+        shape = QueryShape()
+        parts = []
+        with progress(f"Premium usage {label} {start}..{end}", quiet=settings.quiet) as task:
+            for w_start, w_end in month_windows(start, end):
+                records = query_usage(api, team_id, w_start, w_end, shape, task)
+                parts.append(usage_table(records, team, w_start, w_end, f"usage query {label}"))
+        table = pa.concat_tables(parts, promote_options="permissive") if parts else empty_table(PREMIUM_USAGE)
+        if shape.personal_hidden:
+            result.personal_hidden.append(team_id)
+        source = f"insights/v1/usage-queries contextId={team_id} {start}..{end}"
+        writes.append(("premium_usage", table, source,
+                       Replace(match={"context_id": team_id}, date_from=start, date_to=end)))
+        previous = dd.read_state().get("datasets", {}).get("premium_usage", {}).get(team_id)
+        state_updates.append(("premium_usage", team_id, state_entry(previous, start, end, now)))
+        result.ranges[team_id] = (start.isoformat(), end.isoformat())
+    export_reports = [r.upper() for r in reports if r in ("users", "subscriptions")]
+    if export_reports:
+        with progress(f"Premium {'+'.join(export_reports).lower()} export {label}", quiet=settings.quiet):
+            tables = export_tables(api, settings, team, export_reports)
+        for dataset, table in tables.items():
+            if table is None:
+                raise ApiError(f"export for {label}: no {dataset.removeprefix('premium_')} file among its downloads")
+            writes.append((dataset, table, f"insights/v1/exports teamId={team_id}",
+                           Replace(match={"team_id": team_id})))
+            state_updates.append((dataset, team_id, {"extracted_at": now}))
+    with dd.transaction() as tx:
+        for dataset, table, source, replace in writes:
+            if salt is not None:
+                table = hash_personal_columns(table, salt)
+            result.rows[dataset] = result.rows.get(dataset, 0) + tx.write(dataset, table, source=source, replace=replace)
+        for dataset, key, value in state_updates:
+            tx.set_state(dataset, key, value)
+    log.info("%s: %s", label, ", ".join(f"{d} {t.num_rows} rows" for d, t, _, _ in writes))
