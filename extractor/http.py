@@ -20,6 +20,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -286,6 +287,31 @@ class ApiClient:
     def download(self, url: str, **kwargs: Any) -> httpx.Response:
         """GET a pre-signed URL: no auth headers (the URL is the credential); 4xx returned."""
         return self.request("GET", url, authenticated=False, raise_for_status=False, **kwargs)
+
+    def download_to(self, url: str, path: Path) -> httpx.Response:
+        """Stream a pre-signed URL into ``path`` (bounded memory), with the same retries as
+        ``request``; a truncated body is retried from the start. A 4xx response is returned
+        (its body not written) for the caller to renew the URL."""
+        label = f"GET {safe_url(url)}"
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats["requests"] += 1
+            try:
+                with self._client.stream("GET", self.url(url)) as response:
+                    if response.status_code in RETRY_STATUSES:
+                        reason, wait = f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After"))
+                    elif not response.is_success:
+                        response.read()
+                        return response
+                    else:
+                        with open(path, "wb") as fh:
+                            for chunk in response.iter_bytes(1 << 20):
+                                fh.write(chunk)
+                        return response
+            except RETRY_EXCEPTIONS as err:
+                reason, wait = f"{type(err).__name__}: {err}", None
+            self._backoff_or_raise(attempt, label, reason, wait)
 
     # -- polling ---------------------------------------------------------------------------
     def poll(

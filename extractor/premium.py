@@ -322,10 +322,9 @@ def fetch_downloads(api: ApiClient, export: dict, folder: Path, what: str) -> li
             url = item.get("downloadURL") or item.get("downloadUrl") or item.get("url")
             if not url:
                 raise ApiError(f"{what}: download {index + 1} has no URL")
-            response = None if _download_expired(item) else api.download(url)
+            path = folder / f"{export_id}-{index + 1}"
+            response = None if _download_expired(item) else api.download_to(url, path)
             if response is not None and response.is_success:
-                path = folder / f"{export_id}-{index + 1}"
-                path.write_bytes(response.content)
                 files.append((str(item.get("type") or "").upper(), path))
                 break
             reason = "expired" if response is None else f"HTTP {response.status_code}"
@@ -416,43 +415,42 @@ def extract_premium(
 
 
 def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt, result) -> None:
+    """One team, one transaction: rows are staged window by window (bounded memory); the
+    state advances only if everything for this team arrived."""
     team_id = team["context_id"]
     label = f"team {team_id} ({team.get('team_name') or '?'})"
-    writes: list[tuple[str, pa.Table, str, Replace]] = []
-    state_updates: list[tuple[str, str, dict]] = []
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    if "usage" in reports:
-        start, end = plan_range(dd.read_state(), "premium_usage", team_id, since, until, lag_days)
-        shape = QueryShape()
-        parts = []
-        with progress(f"Premium usage {label} {start}..{end}", quiet=settings.quiet) as task:
-            for w_start, w_end in month_windows(start, end):
-                records = query_usage(api, team_id, w_start, w_end, shape, task)
-                parts.append(usage_table(records, team, w_start, w_end, f"usage query {label}"))
-        table = pa.concat_tables(parts, promote_options="permissive") if parts else empty_table(PREMIUM_USAGE)
-        if shape.personal_hidden:
-            result.personal_hidden.append(team_id)
-        source = f"insights/v1/usage-queries contextId={team_id} {start}..{end}"
-        writes.append(("premium_usage", table, source,
-                       Replace(match={"context_id": team_id}, date_from=start, date_to=end)))
-        previous = dd.read_state().get("datasets", {}).get("premium_usage", {}).get(team_id)
-        state_updates.append(("premium_usage", team_id, state_entry(previous, start, end, now)))
-        result.ranges[team_id] = (start.isoformat(), end.isoformat())
-    export_reports = [r.upper() for r in reports if r in ("users", "subscriptions")]
-    if export_reports:
-        with progress(f"Premium {'+'.join(export_reports).lower()} export {label}", quiet=settings.quiet):
-            tables = export_tables(api, settings, team, export_reports)
-        for dataset, table in tables.items():
-            if table is None:
-                raise ApiError(f"export for {label}: no {dataset.removeprefix('premium_')} file among its downloads")
-            writes.append((dataset, table, f"insights/v1/exports teamId={team_id}",
-                           Replace(match={"team_id": team_id})))
-            state_updates.append((dataset, team_id, {"extracted_at": now}))
+    protect = (lambda t: hash_personal_columns(t, salt)) if salt is not None else (lambda t: t)
     with dd.transaction() as tx:
-        for dataset, table, source, replace in writes:
-            if salt is not None:
-                table = hash_personal_columns(table, salt)
-            result.rows[dataset] = result.rows.get(dataset, 0) + tx.write(dataset, table, source=source, replace=replace)
-        for dataset, key, value in state_updates:
-            tx.set_state(dataset, key, value)
-    log.info("%s: %s", label, ", ".join(f"{d} {t.num_rows} rows" for d, t, _, _ in writes))
+        if "usage" in reports:
+            start, end = plan_range(dd.read_state(), "premium_usage", team_id, since, until, lag_days)
+            shape = QueryShape()
+
+            def windows():
+                with progress(f"Premium usage {label} {start}..{end}", quiet=settings.quiet) as task:
+                    for w_start, w_end in month_windows(start, end):
+                        records = query_usage(api, team_id, w_start, w_end, shape, task)
+                        yield protect(usage_table(records, team, w_start, w_end, f"usage query {label}"))
+
+            source = f"insights/v1/usage-queries contextId={team_id} {start}..{end}"
+            n = tx.write("premium_usage", windows(), source=source,
+                         replace=Replace(match={"context_id": team_id}, date_from=start, date_to=end))
+            result.rows["premium_usage"] = result.rows.get("premium_usage", 0) + n
+            if shape.personal_hidden:
+                result.personal_hidden.append(team_id)
+            previous = tx.get_state("premium_usage", team_id)
+            tx.set_state("premium_usage", team_id, state_entry(previous, start, end, now))
+            result.ranges[team_id] = (start.isoformat(), end.isoformat())
+            log.info("%s: %d usage rows %s..%s", label, n, start, end)
+        export_reports = [r.upper() for r in reports if r in ("users", "subscriptions")]
+        if export_reports:
+            with progress(f"Premium {'+'.join(export_reports).lower()} export {label}", quiet=settings.quiet):
+                tables = export_tables(api, settings, team, export_reports)
+            for dataset, table in tables.items():
+                if table is None:
+                    raise ApiError(f"export for {label}: no {dataset.removeprefix('premium_')} file among its downloads")
+                n = tx.write(dataset, protect(table), source=f"insights/v1/exports teamId={team_id}",
+                             replace=Replace(match={"team_id": team_id}))
+                result.rows[dataset] = result.rows.get(dataset, 0) + n
+                tx.set_state(dataset, team_id, {"extracted_at": now})
+                log.info("%s: %d %s rows", label, n, dataset)

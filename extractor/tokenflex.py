@@ -213,10 +213,9 @@ def download_export(api: ApiClient, number: str, job: _Job, folder) -> Any:
         url = info.get("downloadUrl") or info.get("downloadURL")
         response = None
         if url and not _url_expired(info):
-            response = api.download(url)
+            path = folder / f"{number}-{job.category.lower()}.csv"
+            response = api.download_to(url, path)
             if response.is_success:
-                path = folder / f"{number}-{job.category.lower()}.csv"
-                path.write_bytes(response.content)
                 return read_export_file(path, "tokenflex", what)
             if response.status_code not in (401, 403, 404, 410):
                 raise ApiError(f"{what}: download {safe_url(url)} failed: HTTP {response.status_code}")
