@@ -252,9 +252,14 @@ class Auth:
             token = self._token
             if token is None and self.grant == "3-legged":
                 token = self._token = self._saved
-            if token is None or float(token.get("expires_at", 0)) - EXPIRY_MARGIN <= self._clock():
+            if token is None or self._expiring(token):
                 token = self._fetch_token()
             return token["access_token"]
+
+    def _expiring(self, token: dict) -> bool:
+        # a tenth of the lifetime for short-lived tokens, at most EXPIRY_MARGIN seconds
+        margin = min(EXPIRY_MARGIN, 0.1 * float(token.get("expires_in", 3600)))
+        return float(token.get("expires_at", 0)) - margin <= self._clock()
 
     def refresh_after_unauthorized(self) -> None:
         """A 401 on a call: the access token was revoked or expired early; get a new one."""
@@ -318,6 +323,7 @@ class Auth:
         token = {
             "access_token": access,
             "expires_at": self._clock() + float(body.get("expires_in", 3600)),
+            "expires_in": float(body.get("expires_in", 3600)),
             "token_type": body.get("token_type", "Bearer"),
         }
         if body.get("refresh_token"):
