@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import decimal
 import math
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def _csv_cell(value: object) -> str:
         if math.isnan(value) or math.isinf(value):
             return ""
         return repr(value)
+    if isinstance(value, (int, decimal.Decimal)):  # a negative number is data, not a formula
+        return str(value)
     return neutralise_formula(str(value))
 
 

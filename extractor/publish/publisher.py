@@ -16,6 +16,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
+
 from ..config import Settings
 from ..errors import BuildError, InputError
 from ..logs import progress
@@ -58,6 +60,10 @@ def parse_formats(text: str | None) -> tuple[set[str], bool]:
         raise InputError(f"--formats: unknown format(s) {', '.join(sorted(unknown)) or '(none)'}; "
                          f"choose from {','.join(FORMATS)}")
     return wanted, True
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _remove_dropped_marts(marts_dir: Path, bi_dir: Path, current: set[str]) -> None:
@@ -109,7 +115,11 @@ def publish(
             with progress(f"Writing {'/'.join(sorted(file_formats))} for {len(marts)} marts", total=len(marts),
                           quiet=settings.quiet) as task:
                 for mart in marts:
-                    for fmt, path in publish_mart_files(con, mart.name, marts_dir, file_formats).items():
+                    try:
+                        written = publish_mart_files(con, mart.name, marts_dir, file_formats)
+                    except duckdb.Error as err:  # e.g. a value no BI type can hold
+                        raise BuildError(f"mart {mart.name}: cannot export: {_first_line(err)}") from err
+                    for fmt, path in written.items():
                         result.outputs.setdefault(fmt, []).append(path)
                     task.advance()
             _remove_dropped_marts(marts_dir, bi_dir, {m.name for m in marts})
@@ -117,7 +127,10 @@ def publish(
         if "hyper" in formats:
             with progress("Writing the Tableau .hyper file", total=1, quiet=settings.quiet) as task:
                 dest = bi_dir / HYPER_NAME
-                write_hyper(con, [m.name for m in marts], dest)
+                try:
+                    write_hyper(con, [m.name for m in marts], dest)
+                except duckdb.Error as err:
+                    raise BuildError(f"{dest}: cannot read the marts: {_first_line(err)}") from err
                 result.outputs["hyper"] = [dest]
                 task.advance()
 

@@ -164,8 +164,8 @@ def build_report(con: duckdb.DuckDBPyConnection, marts: list[Mart], dest: Path, 
         mart = by_name.get(spec.mart)
         try:
             chart = _chart_html(con, spec, mart, result)
-        except MissingData as missing:
-            result.charts_missing[spec.key] = str(missing)
+        except (MissingData, duckdb.Error) as missing:  # a chart never sinks the report
+            result.charts_missing[spec.key] = str(missing).strip().splitlines()[0]
             log.warning("report: no chart '%s': %s", spec.title, missing)
             chart = f"<p class=\"warning\">No chart: {html.escape(str(missing))}.</p>"
         table = _top_rows_html(con, mart) if mart else ""
