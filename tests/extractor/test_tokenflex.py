@@ -1,0 +1,68 @@
+"""``extract tokenflex`` and ``contracts`` against the sandbox, compared with its own data."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+
+def expected_sessions(sandbox, since, until) -> pa.Table:
+    tf = sandbox.data.tokenflex_usage
+    return tf.filter(pc.and_(pc.greater_equal(tf["usage_date"], pa.scalar(since)),
+                             pc.less_equal(tf["usage_date"], pa.scalar(until))))
+
+
+def test_contracts_command_lists_the_contract(run, sandbox):
+    result = run("contracts")
+    assert sandbox.data.contract_number in result.output
+
+
+def test_usage_contracts_enrichment_match_the_sandbox(run, sandbox):
+    until = sandbox.data.end_date
+    since = until - dt.timedelta(days=45)
+    result = run("extract", "tokenflex", "--since", str(since), "--until", str(until))
+    assert "1 contract(s)" in result.output
+
+    usage = run.read("tokenflex_usage")
+    want = expected_sessions(sandbox, since, until)
+    assert usage.num_rows == want.num_rows
+    assert sorted(usage["charged_item_id"].to_pylist()) == sorted(want["charged_item_id"].to_pylist())
+    assert pc.sum(usage["tokens_consumed"]).as_py() == pytest.approx(pc.sum(want["tokens_consumed"]).as_py())
+    assert pc.sum(usage["usage_minutes"]).as_py() == pytest.approx(pc.sum(want["usage_minutes"]).as_py())
+    assert set(usage["usage_category"].to_pylist()) == set(want["usage_category"].to_pylist())
+    assert set(usage["contract_number"].to_pylist()) == {sandbox.data.contract_number}
+    # session timestamps and custom fields survived the CSV round trip
+    desktop = usage.filter(pc.equal(usage["usage_category"], "DESKTOP_PRODUCT"))
+    want_desktop = want.filter(pc.equal(want["usage_category"], "DESKTOP_PRODUCT"))
+    assert desktop.num_rows and desktop["session_start_date"].null_count == 0
+    assert sorted(desktop["session_start_date"].to_pylist()) == sorted(want_desktop["session_start_date"].to_pylist())
+    assert set(usage["custom_field2"].to_pylist()) == set(want["custom_field2"].to_pylist())
+
+    contracts = run.read("tokenflex_contracts")
+    assert contracts.num_rows == sandbox.data.contracts.num_rows
+    assert sorted(contracts["contract_year"].to_pylist()) == sorted(sandbox.data.contracts["contract_year"].to_pylist())
+    assert pc.sum(contracts["provisioned_tokens"]).as_py() == pytest.approx(
+        pc.sum(sandbox.data.contracts["provisioned_tokens"]).as_py())
+
+    names = run.read("tokenflex_enrichment")
+    assert dict(zip(names["custom_field"].to_pylist(), names["category_name"].to_pylist())) == dict(
+        zip(sandbox.data.enrichment["custom_field"].to_pylist(), sandbox.data.enrichment["category_name"].to_pylist()))
+
+    # same range again: replaced, no duplicates
+    run("extract", "tokenflex", "--since", str(since), "--until", str(until))
+    again = run.read("tokenflex_usage")
+    assert again.num_rows == usage.num_rows
+    assert run.read("tokenflex_contracts").num_rows == contracts.num_rows
+
+    # incremental: from the state minus the lag
+    result = run("extract", "tokenflex", "--until", str(until), "--lag-days", "5")
+    assert f"{until - dt.timedelta(days=5)}..{until}" in result.output
+    assert run.read("tokenflex_usage").num_rows == usage.num_rows
+
+
+def test_unknown_contract_is_an_input_error(run):
+    result = run("extract", "tokenflex", "--contract", "42", ok=False)
+    assert result.exit_code == 2 and "--contract 42" in result.output
