@@ -400,21 +400,24 @@ def extract_premium(
             all_teams = list_teams(api)
             chosen = select_teams(all_teams, teams)
             result = PremiumResult(teams=chosen)
-            with dd.transaction() as tx:
-                tx.write("premium_teams", typed_table(all_teams, PREMIUM_TEAMS, "insights/v1/contexts")
-                         if all_teams else empty_table(PREMIUM_TEAMS),
-                         source="insights/v1/contexts", replace=Replace(everything=True))
+            teams_table = (typed_table(all_teams, PREMIUM_TEAMS, "insights/v1/contexts")
+                           if all_teams else empty_table(PREMIUM_TEAMS))
             with progress("Premium teams", total=len(chosen), quiet=settings.quiet) as team_task:
-                for team in chosen:
-                    _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt, result)
+                for i, team in enumerate(chosen):
+                    # the team list rides with the first team's commit: a run that fails there changes nothing
+                    _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt, result,
+                                  teams_table=teams_table if i == 0 else None)
                     team_task.advance(1)
+            if not chosen:
+                with dd.transaction() as tx:
+                    tx.write("premium_teams", teams_table, source="insights/v1/contexts", replace=Replace(everything=True))
             return result
     finally:
         if own_api:
             api.close()
 
 
-def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt, result) -> None:
+def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt, result, teams_table=None) -> None:
     """One team, one transaction: rows are staged window by window (bounded memory); the
     state advances only if everything for this team arrived."""
     team_id = team["context_id"]
@@ -422,6 +425,8 @@ def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     protect = (lambda t: hash_personal_columns(t, salt)) if salt is not None else (lambda t: t)
     with dd.transaction() as tx:
+        if teams_table is not None:
+            tx.write("premium_teams", teams_table, source="insights/v1/contexts", replace=Replace(everything=True))
         if "usage" in reports:
             start, end = plan_range(dd.read_state(), "premium_usage", team_id, since, until, lag_days)
             shape = QueryShape()
