@@ -1,0 +1,201 @@
+"""The one-command demo: sandbox -> extract both APIs -> import metadata -> build -> publish.
+
+Everything runs in this process: the sandbox serves on a free loopback port from a thread,
+the extractors talk HTTP to it with the sandbox credentials, dbt builds the DuckDB
+warehouse, and publish writes the BI outputs. The demo only ever writes into a data dir
+that is empty or that an earlier demo wrote (marker ``state/demo.json``), so it cannot mix
+sandbox rows into real data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .config import Settings
+from .errors import InputError
+from .logs import progress
+from .publish import PublishResult, publish
+from .publish.warehouse import MARTS_SCHEMA, quote_ident
+
+log = logging.getLogger("aps_usage")
+
+#: default size: chosen so the whole demo stays well under 60 s on a 2-core machine
+DEFAULT_USERS = 120
+DEFAULT_DAYS = 120
+DEFAULT_SEED = 42
+#: sandbox job delays (export and query polling) scaled down: the demo shows the flow, not the waits
+SANDBOX_TIME_SCALE = 0.01
+SANDBOX_CREDENTIALS = ("sandbox-client", "sandbox-secret", "sandbox-pat")
+MARKER = "demo.json"
+#: what an earlier demo wrote and a new demo replaces
+DEMO_OUTPUTS = ("raw", "marts", "bi", "downloads", "warehouse.duckdb", "warehouse.duckdb.wal")
+
+
+@dataclass
+class DemoResult:
+    data_dir: Path
+    base_url: str = ""
+    source_rows: dict[str, int] = field(default_factory=dict)
+    downloads: list[Path] = field(default_factory=list)
+    imported: dict[str, Any] = field(default_factory=dict)
+    publish: PublishResult | None = None
+    findings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.timings.values())
+
+
+def prepare_data_dir(data_dir: Path, options: dict[str, Any]) -> None:
+    """Refuse a data dir holding data the demo did not write; clear an earlier demo's outputs."""
+    marker = data_dir / "state" / MARKER
+    holds_data = any((data_dir / name).exists() for name in ("raw", "warehouse.duckdb"))
+    if holds_data and not marker.exists():
+        raise InputError(
+            f"{data_dir}: holds data that the demo did not write; run the demo with another "
+            "--data-dir (for example `aps-usage demo --data-dir demo-data`)"
+        )
+    for name in DEMO_OUTPUTS:
+        path = data_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"demo": True, "started": dt.datetime.now(dt.timezone.utc).isoformat(),
+                                  **options}, indent=2) + "\n", encoding="utf-8")
+
+
+class _Step:
+    """Times one step and shows it as a progress line."""
+
+    def __init__(self, result: DemoResult, name: str, quiet: bool):
+        self.result, self.name, self.quiet = result, name, quiet
+
+    def __enter__(self):
+        self._progress = progress(self.name, total=1, quiet=self.quiet)
+        self._task = self._progress.__enter__()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.result.timings[self.name] = time.perf_counter() - self._start
+        if exc[0] is None:
+            self._task.advance()
+        return self._progress.__exit__(*exc)
+
+
+def run_demo(
+    settings: Settings,
+    users: int = DEFAULT_USERS,
+    days: int = DEFAULT_DAYS,
+    seed: int = DEFAULT_SEED,
+) -> DemoResult:
+    """Run the whole pipeline on sandbox data into ``settings.data_dir``."""
+    from .auth import Auth, Credentials, FileTokenStore
+    from .build import run_build
+    from .importing import import_paths
+    from .premium import extract_premium
+    from .sandbox.app import create_app
+    from .sandbox.files import write_files
+    from .sandbox.server import start_in_thread
+    from .tokenflex import extract_tokenflex
+
+    if users < 1 or days < 1:
+        raise InputError("--users and --days must be at least 1")
+    prepare_data_dir(settings.data_dir, {"users": users, "days": days, "seed": seed})
+    result = DemoResult(data_dir=settings.data_dir)
+    quiet = settings.quiet
+
+    with _Step(result, f"Generating sandbox data ({users} users, {days} days)", quiet):
+        try:
+            app = create_app(seed=seed, users=users, days=days, time_scale=SANDBOX_TIME_SCALE)
+        except ValueError as err:  # e.g. fewer users than the sandbox has personas
+            raise InputError(f"--users/--days: {err}") from err
+        data = app.state.data
+    server = start_in_thread(app)
+    try:
+        result.base_url = server.base_url
+        api_settings = Settings(data_dir=settings.data_dir, base_url=server.base_url,
+                                verbose=settings.verbose, quiet=settings.quiet)
+        auth = Auth(api_settings, Credentials(*SANDBOX_CREDENTIALS),
+                    FileTokenStore(api_settings.state_dir / "demo-token.json"))
+        try:
+            with _Step(result, "Extracting Premium Reporting (insights/v1)", quiet):
+                premium = extract_premium(api_settings, auth, since=data.start_date, until=data.end_date)
+            with _Step(result, "Extracting Token Flex (tokenflex/v1)", quiet):
+                tokenflex = extract_tokenflex(api_settings, auth, since=data.start_date, until=data.end_date)
+        finally:
+            auth.close()
+        log.debug("rows received: premium %s, tokenflex %s", premium.rows, tokenflex.rows)
+    finally:
+        server.stop()
+
+    with _Step(result, "Writing the hand-download files and importing user metadata", quiet):
+        downloads = settings.data_dir / "downloads"
+        result.downloads = sorted(Path(p) for p in write_files(data, downloads))
+        metadata = [p for p in result.downloads if p.name.startswith("user_metadata")]
+        if not metadata:
+            raise InputError(f"{downloads}: the sandbox wrote no user_metadata file")
+        result.imported = {"files": [str(p) for p in metadata], "result": import_paths(settings, metadata)}
+
+    with _Step(result, "Building the marts with dbt (DuckDB)", quiet):
+        run_build(settings, target="duckdb")
+
+    with _Step(result, "Publishing Parquet, CSV, Hyper, PBIDS and the HTML report", quiet):
+        result.publish = publish(settings)
+
+    result.source_rows = source_rows(settings.data_dir)
+    result.findings = headline_findings(settings.warehouse_path)
+    return result
+
+
+def source_rows(data_dir: Path) -> dict[str, int]:
+    from .dataset import DataDir
+
+    return {row["dataset"]: int(row["rows"]) for row in DataDir(data_dir).stats()}
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    return con.execute(sql).fetchone()
+
+
+def headline_findings(warehouse: Path) -> list[str]:
+    """Three sentences an admin acts on; a finding whose mart is missing is left out."""
+    findings = []
+    con = duckdb.connect(str(warehouse), read_only=True)
+
+    def mart(name: str) -> str:
+        return f"{MARTS_SCHEMA}.{quote_ident(name)}"
+
+    try:
+        queries = [
+            (f"SELECT count(*) FILTER (WHERE is_assigned), count(*), max(inactive_days) FROM {mart('inactive_users')}",
+             lambda r: f"{r[0]} users hold a seat but used nothing in the last {r[2]} days "
+                       f"({r[1]} inactive users in all): seats to reclaim."),
+            (f"SELECT count(DISTINCT user_key), coalesce(sum(saving_yearly), 0) FROM {mart('flex_candidates')} "
+             "WHERE saving_yearly > 0",
+             lambda r: f"{r[0]} light subscription users would cost {r[1]:,.0f} less per year on Flex."),
+            (f"SELECT count(DISTINCT user_key), coalesce(sum(excess_cost), 0) FROM {mart('flex_overuse')}",
+             lambda r: f"{r[0]} Flex users paid {r[1]:,.0f} more in tokens than subscriptions would have cost."),
+        ]
+        for sql, sentence in queries:
+            try:
+                row = _scalar(con, sql)
+            except duckdb.Error as err:
+                log.warning("demo finding skipped: %s", str(err).splitlines()[0])
+                continue
+            findings.append(sentence(row))
+    finally:
+        con.close()
+    return findings
