@@ -1,0 +1,162 @@
+"""A :class:`~.readers.RawTable` of one known kind -> typed Arrow record batches with the
+canonical column names of its dataset, checked row by row.
+
+Checks (each failure names file, row and column):
+- every listed column is read as its type (``values.py``); unknown columns stay text;
+- the dataset's date column (``usage_date``) is filled on every row: it partitions the data;
+- tokens are never negative, except Token Flex ``MANUAL_ADJUSTMENT`` rows, where a negative
+  ``tokens_consumed`` is a credit given back to the pool;
+- with ``hash_personal_data``, the columns in :data:`PERSONAL_COLUMNS` are replaced by the
+  SHA-256 of their trimmed, lower-cased value (the same person gets the same hash in every
+  file, and an e-mail address hashes the same as a Token Flex user name that is that
+  address, so joins still work). This is pseudonymisation, not anonymisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import InputError
+from .headers import column_names, normalise_header
+from .kinds import Kind, detect_kind, kind_by_name
+from .readers import RawBatch, RawTable
+from .values import BadValue, to_type
+
+PERSONAL_COLUMNS = (
+    "email", "user_name", "first_name", "last_name", "full_name", "user_id",
+    "contract_manager_email", "reseller_email",
+)
+ADJUSTMENT_CATEGORY = "MANUAL_ADJUSTMENT"
+
+
+class NotThisKind(InputError):
+    """The table is not (or not recognisably) the kind asked for: a workbook's notes sheet."""
+
+
+def _list(headers: list[str], limit: int = 15) -> str:
+    shown = ", ".join(repr(h) for h in headers[:limit])
+    return shown + (f", ... ({len(headers)} in all)" if len(headers) > limit else "")
+
+
+@dataclass
+class Prepared:
+    raw: RawTable
+    kind: Kind
+    names: list[str]  # canonical column names, in file order
+    hash_personal_data: bool = False
+
+    @property
+    def source(self) -> str:
+        return self.raw.source
+
+    @property
+    def dataset(self) -> str:
+        return self.kind.dataset
+
+    def batches(self) -> Iterator[tuple[pa.RecordBatch, RawBatch]]:
+        """Typed batches, each with the raw batch it came from (row numbers, progress)."""
+        for raw in self.raw.batches:
+            yield self.convert(raw), raw
+
+    def record_batches(self, on_batch=None) -> Iterator[pa.RecordBatch]:
+        for batch, raw in self.batches():
+            if on_batch is not None:
+                on_batch(raw)
+            yield batch
+
+    def schema(self) -> pa.Schema:
+        columns = self.kind.spec.columns
+        return pa.schema([pa.field(n, columns.get(n, pa.string())) for n in self.names])
+
+    def convert(self, raw: RawBatch) -> pa.RecordBatch:
+        spec = self.kind.spec
+        arrays = []
+        for i, name in enumerate(self.names):
+            target = spec.columns.get(name, pa.string())
+            try:
+                array = to_type(raw.columns[i], target, excel=self.raw.excel, decimal_comma=self.raw.decimal_comma)
+            except BadValue as bad:
+                raise self._error(raw, bad.index, i, str(bad)) from None
+            arrays.append(array)
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema())
+        self._check(batch, raw)
+        if self.hash_personal_data:
+            batch = hash_personal(batch)
+        return batch
+
+    def _error(self, raw: RawBatch, index: int, column: int, what: str) -> InputError:
+        return InputError(f"{self.source}: row {raw.row(index)}, column '{self.raw.headers[column]}': {what}")
+
+    def _check(self, batch: pa.RecordBatch, raw: RawBatch) -> None:
+        spec = self.kind.spec
+        if spec.date_column and spec.date_column in self.names:
+            column = batch.column(spec.date_column)
+            if column.null_count:
+                index = pc.index(pc.is_null(column), True).as_py()
+                raise self._error(raw, index, self.names.index(spec.date_column),
+                                  "empty; every row needs a date")
+        token_column = "tokens_consumed" if self.kind.name == "tokenflex" else "tokens"
+        if token_column in self.names:
+            negative = pc.fill_null(pc.less(batch.column(token_column), 0), False)
+            if self.kind.name == "tokenflex" and "usage_category" in self.names:
+                category = pc.utf8_upper(pc.fill_null(batch.column("usage_category"), ""))
+                negative = pc.and_(negative, pc.not_equal(category, ADJUSTMENT_CATEGORY))
+            if pc.any(negative).as_py():
+                index = pc.index(negative, True).as_py()
+                value = batch.column(token_column)[index].as_py()
+                allowed = " (allowed only in MANUAL_ADJUSTMENT rows)" if self.kind.name == "tokenflex" else ""
+                raise self._error(raw, index, self.names.index(token_column),
+                                  f"negative tokens ({value:g}){allowed}")
+
+    def read_all(self) -> tuple[pa.Table, list[int]]:
+        """The whole table and each row's row number (for small files: metadata, read_table)."""
+        batches, rows = [], []
+        for batch, raw in self.batches():
+            batches.append(batch)
+            rows.extend(raw.row(i) for i in range(raw.num_rows))
+        return pa.Table.from_batches(batches, schema=self.schema()), rows
+
+
+def prepare(raw: RawTable, kind: str | None = None, *, hash_personal_data: bool = False) -> Prepared:
+    """Decide the kind (given, or from the headers) and the canonical names of ``raw``.
+
+    Raises :class:`NotThisKind` when the headers do not fit (the caller decides whether that
+    skips a sheet or fails the import) and :class:`InputError` for broken headers.
+    """
+    plain = [normalise_header(h or "") for h in raw.headers]
+    if kind:
+        chosen = kind_by_name(kind)
+    else:
+        try:
+            chosen = detect_kind(plain, raw.headers, raw.source)
+        except InputError as err:
+            raise NotThisKind(str(err)) from None
+    names = column_names(raw.headers, raw.source, aliases=chosen.aliases)
+    missing = chosen.required_missing(set(names))
+    if missing:
+        raise NotThisKind(
+            f"{raw.source}: required column {', '.join(repr(m) for m in missing)} missing for a "
+            f"{chosen.name} file (headers: {_list(raw.headers)})"
+        )
+    return Prepared(raw, chosen, names, hash_personal_data)
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.strip().lower().encode("utf-8")).hexdigest()
+
+
+def hash_personal(batch: pa.RecordBatch) -> pa.RecordBatch:
+    for name in PERSONAL_COLUMNS:
+        if name not in batch.schema.names:
+            continue
+        column = batch.column(name)
+        encoded = pc.dictionary_encode(column)  # hash each distinct value once
+        hashed = pa.array([_sha256(v) for v in encoded.dictionary.to_pylist()], pa.string())
+        values = pc.take(hashed, encoded.indices)
+        batch = batch.set_column(batch.schema.get_field_index(name), name, values)
+    return batch
