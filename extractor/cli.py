@@ -71,7 +71,9 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        cli.main(args=argv, prog_name="aps-usage", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="aps-usage", standalone_mode=False)
+        if isinstance(code, int) and code:  # ctx.exit(n) returns n when standalone_mode is off
+            sys.exit(code)
     except UsageError as err:
         click.echo(f"Error: {redact(str(err))}", err=True)
         sys.exit(err.exit_code)
