@@ -1,0 +1,63 @@
+"""Shared fixtures: the sandbox API server on 127.0.0.1 (real HTTP, real uvicorn)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+
+from extractor.sandbox import CLIENT_ID, CLIENT_SECRET, PAT  # noqa: E402,F401  (re-exported for tests)
+
+SANDBOX_OPTIONS = dict(seed=7, users=60, days=120, end_date="2026-10-31", time_scale=0.02)
+
+
+@dataclass
+class SandboxServer:
+    base_url: str
+    data: object  # extractor.sandbox.data.SandboxData
+    app: object
+    server: object
+
+    @property
+    def app_state(self):
+        """The sandbox's live state (jobs, OAuth tokens, downloads): extractor.sandbox.app.Sandbox."""
+        return self.app.state.sandbox
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def _start(**options) -> SandboxServer:
+    from extractor.sandbox.app import create_app
+    from extractor.sandbox.server import start_in_thread
+
+    app = create_app(**options)
+    server = start_in_thread(app)
+    return SandboxServer(server.base_url, app.state.data, app, server)
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """One sandbox for the session: seed 7, 60 users, 120 days ending 2026-10-31, time_scale 0.02."""
+    running = _start(**SANDBOX_OPTIONS)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def sandbox_factory():
+    """``sandbox_factory(**create_app_kwargs)`` starts another sandbox (small data unless given); stopped at teardown."""
+    started: list[SandboxServer] = []
+
+    def factory(**options) -> SandboxServer:
+        merged = {**SANDBOX_OPTIONS, **options} if "data" not in options else options
+        running = _start(**merged)
+        started.append(running)
+        return running
+
+    yield factory
+    for running in started:
+        running.stop()

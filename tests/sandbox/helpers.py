@@ -1,0 +1,65 @@
+"""Small HTTP helpers for the sandbox tests (plain httpx, no extractor code)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from extractor.sandbox import CLIENT_ID, CLIENT_SECRET, PAT
+
+
+def token(base_url: str, scope: str = "data:read data:write") -> str:
+    r = httpx.post(f"{base_url}/authentication/v2/token", data={"grant_type": "client_credentials", "scope": scope},
+                   auth=(CLIENT_ID, CLIENT_SECRET))
+    r.raise_for_status()
+    return r.json()["access_token"]
+
+
+def client(base_url: str, scope: str = "data:read data:write", pat: bool = True) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token(base_url, scope)}"}
+    if pat:
+        headers["ADSK-PAT"] = PAT
+    return httpx.Client(base_url=base_url, headers=headers, timeout=30)
+
+
+def wait_for(fn, done, timeout: float = 10.0, interval: float = 0.01):
+    """Call fn() until done(result) or timeout; returns the last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = fn()
+        if done(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+def run_premium_query(c: httpx.Client, context_id: str, body: dict, limit: int = 1000) -> tuple[list, list]:
+    """Submit, poll until COMPLETED, page through all rows; returns (columns, rows)."""
+    r = c.post("/insights/v1/usage-queries", params={"contextId": context_id}, json=body)
+    assert r.status_code == 200, r.text
+    qid = r.json()["id"]
+    res = wait_for(lambda: c.get(f"/insights/v1/usage-queries/{qid}", params={"limit": limit}).json(),
+                   lambda j: j["status"] not in ("SUBMITTED", "RUNNING"))
+    assert res["status"] == "COMPLETED", res
+    rows, offset = [], 0
+    total = res["pagination"]["totalResults"]
+    while offset < total:
+        page = c.get(f"/insights/v1/usage-queries/{qid}", params={"offset": offset, "limit": limit}).json()
+        rows.extend(page["rows"])
+        offset += limit
+    return res["columns"], rows
+
+
+def run_tokenflex_query(c: httpx.Client, contract: str, body: dict, limit: int = 1000) -> tuple[list, list]:
+    r = c.post(f"/tokenflex/v1/usage/{contract}/query", json=body)
+    assert r.status_code == 200, r.text
+    qid = r.json()["id"]
+    res = wait_for(lambda: c.get(f"/tokenflex/v1/usage/{contract}/query/{qid}", params={"limit": limit}).json(),
+                   lambda j: j["status"] not in ("QUEUED", "PROCESSING"))
+    assert res["status"] == "DONE", res
+    rows, offset = [], 0
+    while offset < res["result"]["total"]:
+        page = c.get(f"/tokenflex/v1/usage/{contract}/query/{qid}", params={"offset": offset, "limit": limit}).json()
+        rows.extend(page["result"]["rows"])
+        offset += limit
+    return res["result"]["columns"], rows
