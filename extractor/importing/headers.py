@@ -107,26 +107,45 @@ def normalise_header(text: str) -> str:
     return ALIASES.get(name, name)
 
 
+def _priority(plain: str, name: str) -> int:
+    """Which header gets a canonical name two headers map to: the name itself, then aliases
+    in the order of :data:`ALIASES` (``Team`` before ``Group``)."""
+    if plain == name:
+        return -1
+    keys = list(ALIASES)
+    return keys.index(plain) if plain in ALIASES else len(keys)
+
+
 def column_names(headers: list[str], source: str, aliases: dict[str, str] | None = None) -> list[str]:
     """Canonical names for a header row; an empty header becomes ``column_<n>``.
 
     ``aliases`` are the kind's own extra aliases (``status`` means a different thing in a
-    Users and a Subscriptions report). Two headers with the same name are an error: which
-    one to keep cannot be guessed.
+    Users and a Subscriptions report). Two headers that normalise to the same text
+    (``Email`` and ``EMAIL``) are an error: which one to keep cannot be guessed. When two
+    different headers are aliases of one column (2026 Users reports have both ``Team`` and
+    ``Group``), the better one takes the canonical name and the other keeps its own.
     """
     from ..errors import InputError
 
-    names: list[str] = []
-    seen: dict[str, str] = {}
-    for position, header in enumerate(headers, start=1):
-        text = "" if header is None else str(header)
-        name = normalise_header(text) or f"column_{position}"
-        if aliases:
-            name = aliases.get(name, name)
-        if name in seen:
+    texts = ["" if h is None else str(h) for h in headers]
+    plain = [snake_case(t) or f"column_{i}" for i, t in enumerate(texts, start=1)]
+    first_seen: dict[str, int] = {}
+    for i, name in enumerate(plain):
+        if name in first_seen:
             raise InputError(
-                f"{source}: duplicate column '{name}' (headers {seen[name]!r} and {text!r})"
+                f"{source}: duplicate column '{name}' (headers {texts[first_seen[name]]!r} and {texts[i]!r})"
             )
-        seen[name] = text
-        names.append(name)
+        first_seen[name] = i
+    wanted = []
+    for p in plain:
+        name = ALIASES.get(p, p)
+        wanted.append(aliases.get(name, aliases.get(p, name)) if aliases else name)
+    names = list(plain)
+    for target in dict.fromkeys(wanted):
+        claimants = [i for i, w in enumerate(wanted) if w == target]
+        winner = min(claimants, key=lambda i: _priority(plain[i], target))
+        names[winner] = target
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise InputError(f"{source}: duplicate column(s) {', '.join(dupes)} after normalising the headers")
     return names
