@@ -33,6 +33,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import InputError, LockedError, UsageError
@@ -68,7 +69,7 @@ class Replace:
 
 @dataclass
 class _Write:
-    files: list[Path]
+    files: dict[str, list[Path]]  # month ("YYYY-MM", or "" when not partitioned) -> staged files
     source: str
     replace: Replace | None
     rows: int
@@ -388,38 +389,42 @@ class Transaction:
         source: str,
         replace: Replace | None = None,
     ) -> int:
-        """Stage rows for ``dataset``; returns how many were staged."""
+        """Stage rows for ``dataset``, split by month; returns how many were staged."""
         self.dd.dataset_dir(dataset)  # raises on an unknown dataset
         spec = DATASETS[dataset]
-        files: list[Path] = []
-        writer: pq.ParquetWriter | None = None
-        schema: pa.Schema | None = None
+        files: dict[str, list[Path]] = {}
+        writers: dict[str, tuple[pq.ParquetWriter, pa.Schema]] = {}
         rows = 0
+
+        def sink(month: str, table: pa.Table) -> None:
+            current = writers.get(month)
+            if current is None or not current[1].equals(table.schema):
+                if current is not None:
+                    current[0].close()
+                self._n += 1
+                path = self.dir / "in" / f"{dataset}-{self._n:05d}.parquet"
+                writers[month] = (pq.ParquetWriter(path, table.schema), table.schema)
+                files.setdefault(month, []).append(path)
+            writers[month][0].write_table(table)
+
         try:
             for batch in _batches(data):
-                if batch.num_rows == 0 and writer is not None:
-                    continue
                 table = _conform(batch, spec, source)
-                table = _with_meta(table, source, self.extracted_at)
-                if spec.date_column and table.num_rows:
+                if not spec.date_column:
+                    sink("", table)
+                elif table.num_rows:
                     if spec.date_column not in table.column_names:
                         raise InputError(f"{source}: required column '{spec.date_column}' is missing")
-                    nulls = table.column(spec.date_column).null_count
-                    if nulls:
-                        raise InputError(f"{source}: column '{spec.date_column}': {nulls} row(s) have no date")
-                if writer is None or not table.schema.equals(schema):
-                    if writer is not None:
-                        writer.close()
-                    self._n += 1
-                    path = self.dir / "in" / f"{dataset}-{self._n:04d}.parquet"
-                    schema = table.schema
-                    writer = pq.ParquetWriter(path, schema)
-                    files.append(path)
-                writer.write_table(table)
+                    dates = table.column(spec.date_column)
+                    if dates.null_count:
+                        raise InputError(f"{source}: column '{spec.date_column}': {dates.null_count} row(s) have no date")
+                    keys = pc.add(pc.multiply(pc.year(dates), 100), pc.month(dates))
+                    for key in pc.unique(keys).to_pylist():
+                        sink(f"{key // 100:04d}-{key % 100:02d}", table.filter(pc.equal(keys, key)))
                 rows += table.num_rows
                 crash_point("staging")
         finally:
-            if writer is not None:
+            for writer, _ in writers.values():
                 writer.close()
         self._writes.setdefault(dataset, []).append(_Write(files, source, replace, rows))
         return rows
@@ -463,96 +468,79 @@ class Transaction:
         self.dd._apply(plan)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    # The merge of one dataset: existing affected files minus replaced rows, plus incoming
-    # rows, de-duplicated by _row_hash (newest wins), written per month.
+    # The merge of one dataset, one month at a time (memory stays bounded by a month):
+    # the month's existing rows minus replaced ones, plus incoming rows, de-duplicated by
+    # _row_hash (newest wins), written as the month's new file.
     def _merge(self, con: duckdb.DuckDBPyConnection, spec: DatasetSpec, writes: list[_Write]):
         dd = self.dd
         ds_dir = dd.dataset_dir(spec.name)
         rel = lambda p: str(Path(p).relative_to(dd.root))  # noqa: E731
-        staged = [str(p) for w in writes for p in w.files]
-        incoming_cols = _columns(con, staged)
+        staged_by_month: dict[str, list[tuple[_Write, list[str]]]] = {}
+        for w in writes:
+            for month, paths in w.files.items():
+                staged_by_month.setdefault(month, []).append((w, [str(p) for p in paths]))
+        all_staged = [f for w in writes for fs in w.files.values() for f in map(str, fs)]
+        incoming_cols = _columns(all_staged)
         listed = [c for c in spec.columns if c in incoming_cols]
         hash_parts = ", ".join(f"{_sql_str(c + '=')} || CAST({_ident(c)} AS VARCHAR)" for c in sorted(listed))
         hash_expr = f"md5(concat_ws(chr(31), {hash_parts}))" if listed else "md5('')"
         replaces = [w.replace for w in writes if w.replace is not None]
         everything = any(r.everything for r in replaces)
-
-        existing = dd.data_files(spec.name)
-        if spec.date_column and existing and not everything:
-            months = _months(con, staged, spec.date_column)
-            for r in replaces:
-                if r.snapshot or (r.match and r.date_from is None and r.date_to is None):
-                    months |= {p.parent.name.removeprefix("month=") for p in existing}
-                elif r.date_from or r.date_to:
-                    months |= {p.parent.name.removeprefix("month=") for p in existing
-                               if _month_in(p.parent.name.removeprefix("month="), r.date_from, r.date_to)}
-            affected = [p for p in existing if p.parent.name.removeprefix("month=") in months]
-        else:
-            affected = list(existing)
-
-        predicates = [self._replace_predicate(con, spec, r, staged) for r in replaces]
-        predicates = [p for p in predicates if p]
+        predicates = [p for p in (self._replace_predicate(con, spec, r, all_staged) for r in replaces) if p]
         keep_where = " AND ".join(f"NOT coalesce(({p}), false)" for p in predicates) or "true"
 
-        sources = []
-        if affected and not everything:
-            files = [str(p) for p in affected]
-            sources.append(
-                f"SELECT * FROM read_parquet({files!r}, union_by_name=true, hive_partitioning=false) WHERE {keep_where}"
-            )
-        if staged:
-            sources.append(
-                f"SELECT * EXCLUDE (_row_hash), {hash_expr} AS _row_hash FROM "
-                f"read_parquet({staged!r}, union_by_name=true, hive_partitioning=false)"
-                if "_row_hash" in incoming_cols else
-                f"SELECT *, {hash_expr} AS _row_hash FROM read_parquet({staged!r}, union_by_name=true, hive_partitioning=false)"
-            )
+        existing: dict[str, Path] = {}
+        for p in dd.data_files(spec.name):
+            existing[p.parent.name.removeprefix("month=") if spec.date_column else ""] = p
+        months = set(staged_by_month)
+        if everything:
+            months |= set(existing)
+        for r in replaces:
+            if r.snapshot or (r.match and r.date_from is None and r.date_to is None):
+                months |= set(existing)
+            elif r.date_from or r.date_to:
+                months |= {m for m in existing if _month_in(m, r.date_from, r.date_to)}
+
         schema_file = str(ds_dir / SCHEMA_FILE)
-        # the schema file first, so every listed column exists with its type
-        union = f"SELECT * FROM read_parquet({[schema_file]!r})"
-        for s in sources:
-            union += f" UNION ALL BY NAME ({s})"
-        extras_cols = sorted((set(incoming_cols) | _columns(con, [str(p) for p in affected]))
-                             - set(spec.columns) - set(META_COLUMNS))
-        ordered = [*spec.columns, *extras_cols, *META_COLUMNS]
-        select_cols = ", ".join(_ident(c) for c in ordered)
-        deduped = (
-            f"SELECT {select_cols} FROM ({union}) "
-            "QUALIFY row_number() OVER (PARTITION BY _row_hash ORDER BY _extracted_at DESC, _source) = 1"
-        )
-        out_dir = self.dir / "out" / spec.name
-        out_dir.mkdir(parents=True, exist_ok=True)
-        renames, deletes = [], []
-        if spec.date_column:
-            con.execute(
-                f"COPY (SELECT *, strftime({_ident(spec.date_column)}, '%Y-%m') AS month FROM ({deduped})) "
-                f"TO {_sql_str(str(out_dir))} (FORMAT parquet, PARTITION_BY (month), "
-                "FILENAME_PATTERN 'part_{i}', OVERWRITE_OR_IGNORE true)"
-            )
-            new_months: dict[str, list[Path]] = {}
-            for f in sorted(out_dir.glob("month=*/*.parquet")):
-                new_months.setdefault(f.parent.name, []).append(f)
-            for month_dir, files in new_months.items():
-                if len(files) == 1:
-                    renames.append((rel(files[0]), rel(ds_dir / month_dir / PART_FILE)))
-                else:  # DuckDB split a partition: concatenate into one file, keep one file per month
-                    merged = out_dir / month_dir / PART_FILE
-                    con.execute(
-                        f"COPY (SELECT * FROM read_parquet({[str(f) for f in files]!r}, union_by_name=true, "
-                        f"hive_partitioning=false)) TO {_sql_str(str(merged))} (FORMAT parquet)"
-                    )
-                    renames.append((rel(merged), rel(ds_dir / month_dir / PART_FILE)))
-            for p in affected:
-                if p.parent.name not in new_months:
-                    deletes.append(rel(p))
-        else:
-            out = out_dir / PART_FILE
-            con.execute(f"COPY ({deduped}) TO {_sql_str(str(out))} (FORMAT parquet)")
-            renames.append((rel(out), rel(ds_dir / PART_FILE)))
-        total = con.execute(
-            f"SELECT count(*) FROM read_parquet({[str(dd.root / s) for s, _ in renames] or [schema_file]!r}, "
-            "union_by_name=true, hive_partitioning=false)"
-        ).fetchone()[0]
+        renames: list[tuple[str, str]] = []
+        deletes: list[str] = []
+        total = 0
+        for month in sorted(months):
+            union = f"SELECT * FROM read_parquet({[schema_file]!r})"
+            old = existing.get(month)
+            if old is not None and not everything:
+                union += (f" UNION ALL BY NAME (SELECT * FROM read_parquet({[str(old)]!r}, union_by_name=true, "
+                          f"hive_partitioning=false) WHERE {keep_where})")
+            staged = []
+            for w, files in staged_by_month.get(month, []):
+                staged += files
+                cols = _columns(files)
+                # per-write constants are added here, not stored row by row while staging
+                meta = [f"{hash_expr} AS _row_hash"]
+                if "_source" not in cols:
+                    meta.append(f"{_sql_str(w.source)} AS _source")
+                if "_extracted_at" not in cols:
+                    meta.append(f"TIMESTAMPTZ {_sql_str(self.extracted_at.isoformat())} AS _extracted_at")
+                rest = "* EXCLUDE (_row_hash)" if "_row_hash" in cols else "*"
+                union += (f" UNION ALL BY NAME (SELECT {rest}, {', '.join(meta)} FROM "
+                          f"read_parquet({files!r}, union_by_name=true, hive_partitioning=false))")
+            extras = sorted((_columns(staged) | _columns([str(old)] if old else []))
+                            - set(spec.columns) - set(META_COLUMNS))
+            select_cols = ", ".join(_ident(c) for c in [*spec.columns, *extras, *META_COLUMNS])
+            target = ds_dir / (f"month={month}" if spec.date_column else "") / PART_FILE
+            out = self.dir / "out" / spec.name / (month or "all") / PART_FILE
+            out.parent.mkdir(parents=True, exist_ok=True)
+            written = con.execute(
+                f"COPY (SELECT {select_cols} FROM ({union}) QUALIFY row_number() OVER "
+                f"(PARTITION BY _row_hash ORDER BY _extracted_at DESC, _source) = 1) "
+                f"TO {_sql_str(str(out))} (FORMAT parquet)"
+            ).fetchone()[0]
+            if written or not spec.date_column:
+                renames.append((rel(out), rel(target)))
+                total += written
+            elif old is not None:
+                deletes.append(rel(old))
+        total += sum(_rows(p) for m, p in existing.items() if m not in months)
         return renames, deletes, total
 
     def _replace_predicate(self, con, spec: DatasetSpec, r: Replace, staged: list[str]) -> str:
@@ -575,7 +563,7 @@ class Transaction:
         if r.snapshot:
             if not staged:  # an empty snapshot replaces nothing
                 return ""
-            cols = [c for c in spec.snapshot_columns if c in _columns(con, staged)]
+            cols = [c for c in spec.snapshot_columns if c in _columns(staged)]
             if not cols:  # a snapshot file without the team column replaces everything
                 return "true"
             for c in cols:
@@ -612,32 +600,15 @@ def _batches(data: Any) -> Iterator[pa.RecordBatch | pa.Table]:
         yield from data
 
 
-def _with_meta(table: pa.Table, source: str, extracted_at: datetime) -> pa.Table:
-    n = table.num_rows
-    if "_source" not in table.column_names:
-        table = table.append_column(pa.field("_source", pa.string()), pa.array([source] * n, pa.string()))
-    if "_extracted_at" not in table.column_names:
-        table = table.append_column(
-            pa.field("_extracted_at", META_COLUMNS["_extracted_at"]),
-            pa.array([extracted_at] * n, META_COLUMNS["_extracted_at"]),
-        )
-    return table
-
-
-def _columns(con: duckdb.DuckDBPyConnection, files: list[str]) -> set[str]:
+def _columns(files: list[str]) -> set[str]:
     cols: set[str] = set()
     for f in files:
         cols |= set(pq.read_schema(f).names)
     return cols
 
 
-def _months(con: duckdb.DuckDBPyConnection, files: list[str], date_column: str) -> set[str]:
-    if not files:
-        return set()
-    rows = con.execute(
-        f"SELECT DISTINCT strftime({_ident(date_column)}, '%Y-%m') FROM read_parquet({files!r}, union_by_name=true)"
-    ).fetchall()
-    return {r[0] for r in rows if r[0] is not None}
+def _rows(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
 
 
 def _month_in(month: str, date_from: date | None, date_to: date | None) -> bool:
