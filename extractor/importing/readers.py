@@ -229,8 +229,13 @@ class _CsvBatches:
         )
         row = self.header_row + 1
         try:
-            reader = pa_csv.open_csv(self.data, read_options=read_options, parse_options=parse_options,
-                                     convert_options=convert_options)
+            try:
+                reader = pa_csv.open_csv(self.data, read_options=read_options, parse_options=parse_options,
+                                         convert_options=convert_options)
+            except pa.ArrowInvalid as err:
+                if str(err).startswith("Empty CSV file"):  # a header and no rows: zero rows, not an error
+                    return
+                raise
             for batch in reader:
                 if batch.num_rows == 0:
                     continue
