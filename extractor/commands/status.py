@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import date, datetime, timezone
 from typing import Any
@@ -79,7 +80,9 @@ def status(settings: Settings, as_json: bool) -> None:
     for r in rows:
         table.add_row(r["dataset"], f"{r['rows']:,}", str(r["min_date"] or "-"), str(r["max_date"] or "-"),
                       str(r["last_run_at"] or "never"), r["freshness"])
-    Console(file=click.get_text_stream("stdout"), width=200).print(table)
+    sink = io.StringIO()
+    Console(file=sink, width=200).print(table)
+    click.echo(sink.getvalue(), nl=False)
 
 
 COMMANDS = [status]

@@ -71,6 +71,7 @@ ALIASES: dict[str, str] = {
     "plc": "product_line_code",
     "pfc": "product_feature_code",
     "feature_code": "feature_id",
+    **{f"custom_field_{i}": f"custom_field{i}" for i in range(1, 11)},  # "Custom Field 1"
     # --- customer metadata
     "cost_centre": "cost_center",
     "costcenter": "cost_center",
