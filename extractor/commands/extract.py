@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 
 import click
@@ -28,7 +29,7 @@ def _print_table(title: str, columns: list[str], rows: list[list]) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(*["" if v is None else str(v) for v in row])
-    Console(file=click.get_text_stream("stdout"), width=200).print(table)
+    Console(file=sys.stdout, width=200).print(table)
 
 
 @click.command("teams")

@@ -3,7 +3,6 @@ runner bound to a sandbox and a data dir, and readers of the written dataset."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,8 @@ FAST_ENV = {
     "APS_POLL_MAX_INTERVAL": "0.2",
     "APS_POLL_DEADLINE": "60",
     "APS_TOKEN_STORE": "file",
+    # the sandbox fixture runs at time_scale 0.02: its 5/min Token Flex limit is 250/min of wall time
+    "APS_TOKENFLEX_RATE_PER_MIN": "250",
 }
 
 
@@ -65,16 +66,13 @@ class Cli:
 
 
 @pytest.fixture
+def make_cli(fast_env):
+    """``make_cli(base_url, data_dir)``: a CLI runner bound to another sandbox or data dir."""
+    return Cli
+
+
+@pytest.fixture
 def run(sandbox, fast_env, tmp_path):
     """``run("extract", "premium", ...)`` against the shared sandbox, in a fresh data dir."""
     return Cli(sandbox.base_url, tmp_path / "data")
 
-
-@pytest.fixture
-def secret_log(caplog):
-    """Everything logged at DEBUG by aps_usage while a test runs."""
-    logger = logging.getLogger("aps_usage")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.DEBUG, logger="aps_usage")
-    yield caplog
-    logger.removeHandler(caplog.handler)

@@ -12,12 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import Cli
-
 MODERATE = "429:0.08,500:0.04,502:0.02,503:0.04,reset:0.03,truncate:0.04,expire-url:0.2,job-error:0.1,retry-after-date:0.3"
 
 
-def content(run: Cli, dataset: str) -> list[tuple]:
+def content(run, dataset: str) -> list[tuple]:
     """The rows of a dataset without the extraction metadata, sorted."""
     table = run.read(dataset)
     names = [n for n in table.column_names if n not in ("_extracted_at", "_source")]
@@ -35,14 +33,14 @@ def range_(sandbox):
     return until - dt.timedelta(days=20), until
 
 
-def test_faulty_sandbox_gives_the_same_dataset(sandbox_factory, run, fast_env, tmp_path, range_):
+def test_faulty_sandbox_gives_the_same_dataset(sandbox_factory, run, make_cli, tmp_path, range_):
     since, until = range_
     args = ["--since", str(since), "--until", str(until)]
     run("extract", "premium", "--team", "4865648", "--team", "5230981", *args)
     run("extract", "tokenflex", *args)
 
     faulty = sandbox_factory(faults=MODERATE)
-    flaky = Cli(faulty.base_url, tmp_path / "faulty")
+    flaky = make_cli(faulty.base_url, tmp_path / "faulty")
     flaky("extract", "premium", "--team", "4865648", "--team", "5230981", *args)
     flaky("extract", "tokenflex", *args)
 
@@ -53,17 +51,17 @@ def test_faulty_sandbox_gives_the_same_dataset(sandbox_factory, run, fast_env, t
         assert content(flaky, dataset) == clean_rows, dataset
 
 
-def test_failing_job_is_named_and_leaves_the_dataset_untouched(sandbox_factory, fast_env, tmp_path, range_):
+def test_failing_job_is_named_and_leaves_the_dataset_untouched(sandbox_factory, make_cli, tmp_path, range_):
     since, until = range_
     args = ["--team", "5477102", "--since", str(since), "--until", str(until)]
     healthy = sandbox_factory()
-    run = Cli(healthy.base_url, tmp_path / "data")
+    run = make_cli(healthy.base_url, tmp_path / "data")
     run("extract", "premium", *args)
     run("extract", "tokenflex", "--since", str(since), "--until", str(until))
     before = snapshot(run.data_dir)
 
     broken = sandbox_factory(faults="job-error:1")
-    failing = Cli(broken.base_url, run.data_dir)
+    failing = make_cli(broken.base_url, run.data_dir)
     result = failing("extract", "premium", *args, ok=False)
     assert result.exit_code == 4
     lines = [line for line in result.output.splitlines() if line.strip()]
@@ -76,10 +74,10 @@ def test_failing_job_is_named_and_leaves_the_dataset_untouched(sandbox_factory, 
     assert snapshot(run.data_dir) == before
 
 
-def test_secrets_never_reach_output_logs_or_files(sandbox_factory, fast_env, tmp_path, range_):
+def test_secrets_never_reach_output_logs_or_files(sandbox_factory, make_cli, tmp_path, range_):
     since, until = range_
     faulty = sandbox_factory(faults="expire-url:0.5,500:0.1")
-    run = Cli(faulty.base_url, tmp_path / "data")
+    run = make_cli(faulty.base_url, tmp_path / "data")
     from click.testing import CliRunner
 
     from extractor.cli import cli

@@ -132,11 +132,9 @@ def test_hash_personal_data(run, sandbox):
         assert not values & people, path
 
 
-def test_hidden_personal_data_falls_back_to_non_personal_fields(sandbox_factory, fast_env, tmp_path):
-    from .conftest import Cli
-
-    hidden = sandbox_factory(hide_personal=True)
-    run = Cli(hidden.base_url, tmp_path / "data")
+def test_hidden_personal_data_falls_back_to_non_personal_fields(sandbox_factory, make_cli, tmp_path):
+    hidden = sandbox_factory(hide_personal_data=True)
+    run = make_cli(hidden.base_url, tmp_path / "data")
     since, until = window(hidden, days=10)
     result = run("extract", "premium", "--team", "4865648", "--since", str(since), "--until", str(until))
     assert "hidden" in result.output
