@@ -1,0 +1,215 @@
+"""Helpers for the reliability tests: fast retry/poll settings, sandboxes with faults (and
+optional job-status rewrites), a CLI runner, dataset fingerprints, and the fault matrix that
+is printed at the end of the test session."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from extractor.cli import cli
+from extractor.dataset import DataDir
+
+FAST_ENV = {
+    "APS_HTTP_BACKOFF_BASE": "0.01",
+    "APS_HTTP_BACKOFF_CAP": "0.05",
+    "APS_HTTP_MAX_ATTEMPTS": "10",
+    "APS_HTTP_TIMEOUT": "10",
+    "APS_POLL_INTERVAL": "0.02",
+    "APS_POLL_MAX_INTERVAL": "0.1",
+    "APS_POLL_DEADLINE": "30",
+    "APS_TOKEN_STORE": "file",
+    "APS_CLIENT_ID": "sandbox-client",
+    "APS_CLIENT_SECRET": "sandbox-secret",
+    "APS_PAT": "sandbox-pat",
+}
+META = ("_extracted_at", "_source")
+TEAM = "4865648"  # New York Office in the session sandbox
+
+
+def fast_environ() -> dict[str, str]:
+    """The environment of a subprocess run: this process's, plus the fast settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APS_", "PYTEST_"))}
+    env.update(FAST_ENV)
+    return env
+
+
+@pytest.fixture
+def fast_env(monkeypatch):
+    for key, value in FAST_ENV.items():
+        monkeypatch.setenv(key, value)
+    for key in ("APS_USAGE_DATA_DIR", "APS_BASE_URL", "APS_USAGE_CRASH_AT"):
+        monkeypatch.delenv(key, raising=False)
+    return monkeypatch
+
+
+# -- sandboxes ------------------------------------------------------------------------------
+class StatusRewrite:
+    """ASGI wrapper: replaces bytes in JSON response bodies, e.g. a query's ``"status":"ERROR"``
+    by ``"status":"TIMEOUT"``, to exercise job statuses the sandbox does not produce itself."""
+
+    def __init__(self, app, replacements: dict[bytes, bytes]):
+        self.app = app
+        self.replacements = replacements
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start: dict = {}
+        body = bytearray()
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            body.extend(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            data = bytes(body)
+            for old, new in self.replacements.items():
+                data = data.replace(old, new)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(data)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": data})
+
+        return await self.app(scope, receive, capture)
+
+
+@dataclass
+class Running:
+    base_url: str
+    app: object
+    server: object
+
+    @property
+    def state(self):
+        return self.app.state.sandbox
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.app.state.sandbox.close()
+
+
+@pytest.fixture
+def start_sandbox(sandbox):
+    """``start_sandbox(faults=..., rewrite={b'old': b'new'}, **create_app_kwargs)``: a sandbox
+    over the session sandbox's data (no regeneration), stopped at teardown."""
+    from extractor.sandbox.app import create_app
+    from extractor.sandbox.server import start_in_thread
+
+    started: list[Running] = []
+
+    def start(rewrite: dict[bytes, bytes] | None = None, **options) -> Running:
+        options.setdefault("time_scale", 0.02)
+        app = create_app(data=sandbox.data, **options)
+        served = StatusRewrite(app, rewrite) if rewrite else app
+        server = start_in_thread(served)
+        running = Running(server.base_url, app, server)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+# -- the CLI and the data dir ----------------------------------------------------------------
+def invoke(data_dir: Path, base_url: str | None, *args: str, verbose: bool = False, quiet: bool = True):
+    head = ["--data-dir", str(data_dir)]
+    if base_url:
+        head += ["--base-url", base_url]
+    head += ["-vv"] if verbose else (["-q"] if quiet else [])
+    return CliRunner().invoke(cli, [*head, *map(str, args)], obj=None)
+
+
+def ok(result) -> None:
+    assert result.exit_code == 0, f"exit {result.exit_code}:\n{result.output}\n{result.exception!r}"
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+
+
+def is_one_line_error(result) -> bool:
+    """Exactly one ``Error: ...`` line, a known exit code, and no traceback."""
+    lines = error_lines(result)
+    return (result.exit_code in (1, 2, 3, 4, 5, 6) and len(lines) == 1 and "Traceback" not in result.output
+            and not isinstance(result.exception, (AssertionError, TypeError, KeyError, AttributeError)))
+
+
+def content(data_dir: Path, dataset: str) -> list[tuple]:
+    """A dataset's rows without the extraction metadata, sorted (comparable across runs)."""
+    table: pa.Table = DataDir(data_dir).read(dataset)
+    names = [n for n in table.column_names if n not in META]
+    return sorted(zip(*[table.column(n).to_pylist() for n in names]), key=repr)
+
+
+def fingerprint(data_dir: Path) -> dict[str, str]:
+    """Every file under raw/ and state/ (the lock file aside) by content."""
+    out = {}
+    for p in sorted(Path(data_dir).rglob("*")):
+        rel = p.relative_to(data_dir)
+        if p.is_file() and rel.parts[0] in ("raw", "state") and p.name != "lock":
+            out[str(rel)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def stray_files(data_dir: Path) -> list[str]:
+    """Files under raw/ that readers could pick up but are not schema.parquet / part.parquet."""
+    return sorted(str(p.relative_to(data_dir)) for p in (Path(data_dir) / "raw").rglob("*")
+                  if p.is_file() and p.name not in ("schema.parquet", "part.parquet"))
+
+
+def leftover_transactions(data_dir: Path) -> list[str]:
+    tmp = Path(data_dir) / ".tmp"
+    return sorted(p.name for p in tmp.glob("tx-*")) if tmp.exists() else []
+
+
+# -- the fault matrix, printed at the end of the session -------------------------------------
+@dataclass
+class Matrix:
+    cells: "OrderedDict[str, dict[str, str]]" = field(default_factory=OrderedDict)
+    columns: list[str] = field(default_factory=list)
+
+    def record(self, fault: str, command: str, outcome: str) -> None:
+        if command not in self.columns:
+            self.columns.append(command)
+        self.cells.setdefault(fault, {})[command] = outcome
+
+    def render(self) -> str:
+        width = max([len("fault")] + [len(f) for f in self.cells])
+        cols = [max(len(c), 12) for c in self.columns]
+        lines = ["fault".ljust(width) + " | " + " | ".join(c.ljust(w) for c, w in zip(self.columns, cols))]
+        lines.append("-" * len(lines[0]))
+        for fault, row in self.cells.items():
+            lines.append(fault.ljust(width) + " | " + " | ".join(row.get(c, "-").ljust(w)
+                                                                    for c, w in zip(self.columns, cols)))
+        return "\n".join(lines)
+
+
+MATRIX = Matrix()
+
+
+@pytest.fixture(scope="session")
+def fault_matrix() -> Matrix:
+    return MATRIX
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MATRIX.cells:
+        terminalreporter.section("fault matrix (fault x command -> outcome)")
+        terminalreporter.write_line(MATRIX.render())
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, indent=1, default=str)[:2000]
