@@ -51,6 +51,7 @@ def routes(sb: Sandbox) -> list[Route]:
         job = new_job(sb, "premium-query", fails="job-error" in request.state.faults)
         job.body = body
         await in_thread(run_job_query, sb, job, sql, params, outputs)
+        job.created = time.monotonic()  # the status clock starts when the client gets the id
         return JSONResponse({"id": job.id, "status": "SUBMITTED", "startTime": int(job.created_wall)})
 
     async def get_query(request: Request):

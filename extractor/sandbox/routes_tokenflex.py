@@ -157,6 +157,7 @@ def routes(sb: Sandbox) -> list[Route]:
         job = Job(id=query_id, kind="tf-query", created=time.monotonic(), created_wall=time.time(), fails=fails)
         job.extra["failure"] = "TIMEOUT" if (fails and int(query_id[-2:], 16) % 2) else "FAILED"
         await in_thread(run_job_query, sb, job, sql, params, outputs)
+        job.created = time.monotonic()  # the status clock starts when the client gets the id
         with sb.lock:
             sb.jobs[query_id] = job
         return JSONResponse({"status": "QUEUED", "id": query_id, "detail_uri": detail})
