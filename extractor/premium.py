@@ -204,17 +204,22 @@ def query_usage(api: ApiClient, team_id: str, start: date, end: date, shape: Que
         status = str(first.get("status", "")).upper()
         if status in FAILED:
             last_error = f"{what} ended {status}"
-            log.warning("%s; resubmitting (%d/%d)", last_error, attempt, JOB_RESUBMITS)
+            _resubmitting(last_error, attempt)
             continue
         if status != "COMPLETED":
             raise ApiError(f"{what}: unexpected status {status!r}")
         records, expired = _page_all(api, query_id, first, shape, team_id, what, task)
         if expired:
             last_error = f"{what} expired while paging"
-            log.warning("%s; resubmitting (%d/%d)", last_error, attempt, JOB_RESUBMITS)
+            _resubmitting(last_error, attempt)
             continue
         return records
     raise ApiError(f"{last_error}; gave up after {JOB_RESUBMITS} resubmissions")
+
+
+def _resubmitting(what: str, attempt: int) -> None:
+    if attempt <= JOB_RESUBMITS:
+        log.warning("%s; resubmitting (%d/%d)", what, attempt, JOB_RESUBMITS)
 
 
 def _page_all(api, query_id, first, shape, team_id, what, task) -> tuple[list[dict], bool]:
@@ -290,7 +295,7 @@ def run_export(api: ApiClient, team_id: str, reports: list[str]) -> dict:
                 raise ApiError(f"{what} completed without downloads")
             return done
         last = f"{what} ended {status}"
-        log.warning("%s; resubmitting (%d/%d)", last, attempt, JOB_RESUBMITS)
+        _resubmitting(last, attempt)
     raise ApiError(f"{last}; gave up after {JOB_RESUBMITS} resubmissions")
 
 

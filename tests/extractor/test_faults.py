@@ -44,6 +44,12 @@ def test_faulty_sandbox_gives_the_same_dataset(sandbox_factory, run, make_cli, t
     flaky("extract", "premium", "--team", "4865648", "--team", "5230981", *args)
     flaky("extract", "tokenflex", *args)
 
+    # the faults did happen: count what the sandbox's plan drew
+    plan = faulty.app_state.faults
+    drawn = [kind for n in range(1, plan._counter + 1) for kind in plan.decide(n)]
+    for kind in ("429", "500", "reset", "truncate", "expire-url", "job-error"):
+        assert drawn.count(kind) >= 1, (kind, plan._counter)
+
     for dataset in ("premium_usage", "premium_users", "premium_subscriptions", "premium_teams",
                     "tokenflex_usage", "tokenflex_contracts", "tokenflex_enrichment"):
         clean_rows = content(run, dataset)
@@ -64,13 +70,15 @@ def test_failing_job_is_named_and_leaves_the_dataset_untouched(sandbox_factory, 
     failing = make_cli(broken.base_url, run.data_dir)
     result = failing("extract", "premium", *args, ok=False)
     assert result.exit_code == 4
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: usage query ") and "ERROR" in lines[0], result.output
-    assert "resubmissions" in lines[0]
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and result.output.strip().endswith(errors[0]), result.output
+    assert errors[0].startswith("Error: usage query ") and "(team 5477102, " in errors[0]
+    assert "ended ERROR; gave up after 3 resubmissions" in errors[0]
 
     result = failing("extract", "tokenflex", "--since", str(since), "--until", str(until), ok=False)
     assert result.exit_code == 4
-    assert "Token Flex export request" in result.output and "ended ERROR" in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Error: Token Flex export request " in errors[0] and "ended ERROR" in errors[0]
     assert snapshot(run.data_dir) == before
 
 
