@@ -44,7 +44,12 @@ def clean(values: pa.Array) -> pa.Array:
     if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
         values = values.cast(pa.string())
     trimmed = pc.utf8_trim_whitespace(values)
-    empty = pc.or_(pc.equal(pc.utf8_length(trimmed), 0), pc.match_substring_regex(trimmed, _MASKED))
+    empty = pc.equal(pc.binary_length(trimmed), 0)
+    starred = pc.starts_with(trimmed, "***")  # cheap; the regex runs only when some cell may be masked
+    if pc.any(starred).as_py():
+        empty = pc.or_(empty, pc.fill_null(pc.match_substring_regex(trimmed, _MASKED), False))
+    if not pc.any(empty).as_py():
+        return trimmed
     return pc.if_else(empty, pa.scalar(None, pa.string()), trimmed)
 
 

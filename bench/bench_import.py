@@ -1,0 +1,135 @@
+"""Benchmark: import of a big hand-downloaded usage CSV, against DuckDB on the same file.
+
+    python bench/bench_import.py [--rows 3000000] [--workdir DIR] [--keep]
+
+Generates a usage CSV in the older Autodesk naming (``--rows`` rows, streamed to disk in
+chunks), then, each in a fresh subprocess so that peak memory is the import's own:
+1. ``aps-usage import`` through the Python API (``import_paths``): parse, type, check, write
+   the partitioned dataset with de-duplication;
+2. the baseline: DuckDB ``COPY (FROM read_csv(...)) TO 'x.parquet'`` on the same file
+   (parse and write only: no checks, no partitioning, no de-duplication).
+Prints wall time, rows/s, the ratio import/DuckDB, and the peak RSS of each against the
+goal of 300 MB for the import. Prints results; asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MEMORY_GOAL_MB = 300
+HEADER = ("team_alias,autodesk_id,email,first_name,last_name,day_used,product_name,offering_name,"
+          "tokens_used,usage_type,version,subscription_id,contract_number")
+
+
+def generate_csv(path: Path, rows: int, seed: int = 1) -> None:
+    """A realistic usage export: ~2,000 users, 40 products, one year of days, in chunks."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    rng = np.random.default_rng(seed)
+    products = [f"Product {i:02d}" for i in range(40)]
+    offerings = ["AEC Collection", "PDM Collection", "Flex", "AutoCAD", "Revit"]
+    teams = ["New York Office", "Munich Engineering", "Tokyo Studio", "Sao Paulo"]
+    start = dt.date(2025, 11, 1).toordinal()
+    chunk = 250_000
+    with open(path, "wb") as out:
+        out.write((HEADER + "\n").encode())
+        written = 0
+        while written < rows:
+            n = min(chunk, rows - written)
+            user = rng.integers(0, 2000, n)
+            day = rng.integers(0, 365, n)
+            product = rng.integers(0, len(products), n)
+            offering = rng.integers(0, len(offerings), n)
+            flex = offering == 2
+            table = pa.table({
+                "team_alias": pa.array(np.array(teams, dtype=object)[user % len(teams)]),
+                "autodesk_id": pa.array([f"O2ID{u:06d}" for u in user]),
+                "email": pa.array([f"user{u}@acme-design.example" for u in user]),
+                "first_name": pa.array([f"First{u % 300}" for u in user]),
+                "last_name": pa.array([f"Last{u % 700}" for u in user]),
+                "day_used": pa.array([dt.date.fromordinal(start + int(d)).isoformat() for d in day]),
+                "product_name": pa.array(np.array(products, dtype=object)[product]),
+                "offering_name": pa.array(np.array(offerings, dtype=object)[offering]),
+                "tokens_used": pa.array(np.where(flex, rng.integers(1, 40, n), 0).astype("float64")),
+                "usage_type": pa.array(np.where(flex, "flex", "sus").astype(object)),
+                "version": pa.array((2023 + rng.integers(0, 4, n)).astype(str).astype(object)),
+                "subscription_id": pa.array([f"6{u % 97:013d}" for u in user]),
+                "contract_number": pa.array([f"11000{u % 13:07d}" for u in user]),
+            })
+            pacsv.write_csv(table, out, write_options=pacsv.WriteOptions(include_header=False))
+            written += n
+
+
+_CHILD = r"""
+import json, resource, sys, time
+mode, csv_path, out = sys.argv[1], sys.argv[2], sys.argv[3]
+t0 = time.perf_counter()
+if mode == "import":
+    from extractor.config import Settings
+    from extractor.importing import import_paths
+    report = import_paths(Settings(data_dir=out, quiet=True), [csv_path])
+    rows = report.rows
+else:
+    import duckdb
+    con = duckdb.connect()
+    rows = con.execute(f"COPY (FROM read_csv('{csv_path}')) TO '{out}' (FORMAT parquet)").fetchone()[0]
+seconds = time.perf_counter() - t0
+peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_kb / 1024}))
+"""
+
+
+def run_child(mode: str, csv_path: Path, out: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", _CHILD, mode, str(csv_path), str(out)],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=3_000_000)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-import-"))
+    work.mkdir(parents=True, exist_ok=True)
+    csv_path = work / "usage_report.csv"
+    try:
+        t0 = time.perf_counter()
+        generate_csv(csv_path, args.rows)
+        size_mb = csv_path.stat().st_size / 2**20
+        print(f"generated {args.rows:,} rows, {size_mb:,.0f} MiB in {time.perf_counter() - t0:.1f}s")
+        baseline = run_child("duckdb", csv_path, work / "duckdb.parquet")
+        ours = run_child("import", csv_path, work / "data")
+        for name, r in (("duckdb COPY (baseline)", baseline), ("aps-usage import", ours)):
+            print(f"{name:<24} {r['rows']:>12,} rows {r['seconds']:8.1f}s {r['rows'] / r['seconds']:>12,.0f} rows/s "
+                  f"peak RSS {r['peak_mb']:7.0f} MB")
+        print(f"ratio import/duckdb time: {ours['seconds'] / baseline['seconds']:.2f}x")
+        verdict = "within" if ours["peak_mb"] <= MEMORY_GOAL_MB else "OVER"
+        print(f"import peak RSS {ours['peak_mb']:.0f} MB: {verdict} the {MEMORY_GOAL_MB} MB goal "
+              f"({ours['peak_mb'] / MEMORY_GOAL_MB:.2f}x of goal)")
+        print(f"children max RSS (getrusage RUSAGE_CHILDREN): "
+              f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
