@@ -21,14 +21,20 @@ import tempfile
 import threading
 import time
 import webbrowser
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .config import Settings
 from .errors import AuthError
 from .logs import log, redact, register_secret
+
+try:  # POSIX advisory locks
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from .http import ApiClient
@@ -52,6 +58,20 @@ class FileTokenStore:
 
     def describe(self) -> str:
         return str(self.path)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """An advisory inter-process lock held while a refresh token is spent and replaced."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def load(self) -> dict | None:
         try:
@@ -101,6 +121,10 @@ class KeyringTokenStore:
 
     def describe(self) -> str:
         return f"system keyring ({KEYRING_SERVICE}/{self.account})"
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        yield  # the keyring has no lock; refreshes from one process are serialised by Auth._lock
 
     def load(self) -> dict | None:
         import keyring
@@ -264,7 +288,10 @@ class Auth:
     def refresh_after_unauthorized(self) -> None:
         """A 401 on a call: the access token was revoked or expired early; get a new one."""
         with self._lock:
-            self._fetch_token()
+            if self.grant == "3-legged":
+                self._refresh(force=True)
+            else:
+                self._fetch_token()
 
     def _fetch_token(self) -> dict:
         grant = self.grant
@@ -281,18 +308,30 @@ class Auth:
             "or run 'aps-usage auth login'"
         )
 
-    def _refresh(self) -> dict:
-        saved = self._saved or {}
-        form = {"grant_type": "refresh_token", "refresh_token": saved["refresh_token"],
-                "scope": saved.get("scope", DEFAULT_SCOPE)}
-        token = self._token_request(form, "refresh", client_id=saved.get("client_id"))
-        if not token.get("refresh_token"):
-            token["refresh_token"] = saved["refresh_token"]  # a server that does not rotate
-        record = {**saved, **token, "refreshed_at": self._clock()}
-        # saved at once: the old refresh token is already spent
-        self.store.save(record)
-        self._saved = record
-        self._token = record
+    def _refresh(self, force: bool = False) -> dict:
+        # Another aps-usage process may share this login: refresh under an inter-process lock
+        # and adopt a token it has just rotated instead of spending a refresh token twice.
+        with self.store.exclusive():
+            latest = self.store.load() or self._saved or {}
+            current = (self._token or {}).get("access_token")
+            if latest.get("refresh_token") and latest.get("access_token") != current and not self._expiring(latest) \
+                    and not force:
+                register_secret(latest.get("access_token"))
+                register_secret(latest.get("refresh_token"))
+                self._saved = self._token = latest
+                log.debug("adopted the access token another run refreshed")
+                return latest
+            saved = latest if latest.get("refresh_token") else (self._saved or {})
+            form = {"grant_type": "refresh_token", "refresh_token": saved["refresh_token"],
+                    "scope": saved.get("scope", DEFAULT_SCOPE)}
+            token = self._token_request(form, "refresh", client_id=saved.get("client_id"))
+            if not token.get("refresh_token"):
+                token["refresh_token"] = saved["refresh_token"]  # a server that does not rotate
+            record = {**saved, **token, "refreshed_at": self._clock()}
+            # saved at once: the old refresh token is already spent
+            self.store.save(record)
+            self._saved = record
+            self._token = record
         log.debug("access token refreshed; rotated refresh token saved to %s", self.store.describe())
         return record
 

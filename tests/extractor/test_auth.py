@@ -133,3 +133,22 @@ def test_login_command_prints_the_url_with_no_browser(run):
     assert result.exit_code == 3
     assert "/authentication/v2/authorize?" in result.output and "code_challenge_method=S256" in result.output
     assert "timed out" in result.output
+
+
+def test_two_runs_sharing_a_login_do_not_spend_a_refresh_token_twice(run, fast_env):
+    fast_env.delenv("APS_PAT")
+    login(run)
+    path = run.data_dir / "state" / "token.json"
+    saved = token_file(run)
+    saved["expires_at"] = 0
+    FileTokenStore(path).save(saved)
+    settings = Settings(data_dir=run.data_dir, base_url=run.base_url)
+    first, second = Auth(settings), Auth(settings)  # both hold the expiring token
+    token_a = first.access_token()  # refreshes and rotates
+    token_b = second.access_token()  # must adopt the rotated login, not reuse the spent refresh token
+    assert token_a == token_b != saved["access_token"]
+    assert token_file(run)["refresh_token"] != saved["refresh_token"]
+    with ApiClient(settings, second) as api:
+        assert api.get_json("/insights/v1/contexts")
+    first.close()
+    second.close()
