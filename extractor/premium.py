@@ -73,7 +73,7 @@ class QueryShape:
     """What this team's usage queries ask for; narrowed once when the service refuses."""
 
     fields: list[str] = field(default_factory=lambda: list(USAGE_FIELDS))
-    limit: int = PAGE_LIMITS[0]
+    limit: int = field(default_factory=lambda: PAGE_LIMITS[0])
     personal_hidden: bool = False
 
 
