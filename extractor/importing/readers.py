@@ -112,14 +112,14 @@ def find_header(lines: list[str]) -> tuple[int, str, list[str]]:
 class _Utf8Stream:
     """What Arrow reads: the bytes after the header as UTF-8; counts bytes and quotes."""
 
-    def __init__(self, prefix: bytes, rest: IO[bytes], encoding: Encoding, skip_chars: int = 0):
+    def __init__(self, prefix: bytes, rest: IO[bytes], encoding: Encoding, skip_chars: int = 0, offset: int = 0):
         self._prefix = prefix
         self._rest = rest
         self._decoder = None if encoding.is_utf8 else _decoder(encoding)
         self._skip_chars = skip_chars
         self._pending = b""
         self._eof = False
-        self.raw_bytes = 0
+        self.raw_bytes = offset  # bytes of the input consumed, the header included (progress)
         self.quotes = 0
         self.closed = False
 
@@ -189,9 +189,9 @@ def open_csv(source: str, open_stream: Callable[[], IO[bytes]], *, size: int | N
         data_chars = sum(len(line) for line in lines[: index + 1])
         if encoding.is_utf8:
             start = encoding.bom + len(text[:data_chars].encode("utf-8"))
-            data = _Utf8Stream(sample[start:], stream, encoding)
+            data = _Utf8Stream(sample[start:], stream, encoding, offset=start)
         else:
-            data = _Utf8Stream(sample[encoding.bom:], stream, encoding, skip_chars=data_chars)
+            data = _Utf8Stream(sample[encoding.bom:], stream, encoding, skip_chars=data_chars, offset=encoding.bom)
         header_row = index + 1
         reader = _CsvBatches(source, open_stream, data, encoding, delimiter, headers, header_row)
         yield RawTable(

@@ -312,3 +312,15 @@ def test_import_paths_report(tmp_path, files):
     report = import_paths(Settings(data_dir=tmp_path / "d", quiet=True), [a])
     assert [(f.source, f.kind, f.rows) for f in report.files] == [("a.csv", "usage", 4)]
     assert report.dataset_rows == {"premium_usage_files": 4}
+
+
+def test_progress_is_shown_for_an_import(tmp_path, files):
+    from click.testing import CliRunner
+
+    from extractor.cli import cli
+
+    path = write(files / "u.csv", csv_text(OLD_USAGE_HEADER, USAGE_ROWS))
+    size = path.stat().st_size
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "d"), "import", str(path)], obj=None)
+    assert result.exit_code == 0, result.output
+    assert f"import u.csv done ({size}/{size})" in result.stderr
