@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from .warehouse import MARTS_SCHEMA, quote_ident
 
 CHART_HEIGHT = 420
+DRIFT_PAIRS_SHOWN = 20
 
 
 class MissingData(Exception):
@@ -87,15 +88,31 @@ def _figure(title: str, x_title: str = "", y_title: str = "", barmode: str | Non
     return fig
 
 
-def _stacked(rows: list[tuple], title: str, x_title: str, y_title: str) -> go.Figure:
-    """rows = (x, series, value): one bar trace per series, stacked."""
+def _stacked(rows: list[tuple], title: str, x_title: str, y_title: str, top: int = 10,
+             horizontal: bool = False) -> go.Figure:
+    """rows = (x, series, value): one bar trace per series, stacked; series beyond the
+    ``top`` largest are summed into "other" so the legend stays readable."""
     fig = _figure(title, x_title, y_title, barmode="stack")
+    totals: dict[str, float] = {}
+    for _, s, v in rows:
+        totals[_label(s)] = totals.get(_label(s), 0.0) + float(v or 0)
+    kept = set(sorted(totals, key=lambda k: -totals[k])[:top])
     xs = sorted({_label(r[0]) for r in rows})
     series: dict[str, dict[str, float]] = {}
     for x, s, v in rows:
-        series.setdefault(_label(s), {})[_label(x)] = float(v or 0)
-    for name in sorted(series):
-        fig.add_bar(name=name, x=xs, y=[series[name].get(x, 0) for x in xs])
+        name = _label(s) if _label(s) in kept else "other"
+        bucket = series.setdefault(name, {})
+        bucket[_label(x)] = bucket.get(_label(x), 0.0) + float(v or 0)
+    for name in sorted(series, key=lambda n: (n == "other", n)):
+        values = [series[name].get(x, 0) for x in xs]
+        if horizontal:
+            fig.add_bar(name=name, y=xs, x=values, orientation="h")
+        else:
+            fig.add_bar(name=name, x=xs, y=values)
+    if horizontal:
+        fig.update_xaxes(type="linear", title=y_title)
+        fig.update_yaxes(type="category", title=x_title, automargin=True)
+        fig.update_layout(height=max(CHART_HEIGHT, 120 + 22 * len(xs)))
     return fig
 
 
@@ -197,9 +214,19 @@ def _license_utilization_by_org(con, c: Columns) -> go.Figure:
 
 
 def _version_drift(con, c: Columns) -> go.Figure:
+    """The project x product pairs with the most versions in use (then most users), as rows."""
     project, product, version, users = c.get("project"), c.get("product_name"), c.get("version"), c.get("users")
-    rows = _rows(con, f"SELECT {project} || ' · ' || {product}, {version}, sum({users}) FROM {_table(c.mart)} GROUP BY ALL")
-    return _empty_note(_stacked(rows, "Versions in use per project and product", "project · product", "users"), rows)
+    pairs = DRIFT_PAIRS_SHOWN
+    rows = _rows(con, f"""
+        WITH pairs AS (
+            SELECT {project} AS project, {product} AS product, count(DISTINCT {version}) AS versions,
+                   sum({users}) AS total_users
+            FROM {_table(c.mart)} GROUP BY 1, 2 ORDER BY versions DESC, total_users DESC, 1, 2 LIMIT {pairs})
+        SELECT m.{project} || ' · ' || m.{product}, m.{version}, sum(m.{users})
+        FROM {_table(c.mart)} AS m JOIN pairs AS p ON p.project = m.{project} AND p.product = m.{product}
+        GROUP BY ALL""")
+    title = f"Versions in use per project and product (the {pairs} pairs with most versions)"
+    return _empty_note(_stacked(rows, title, "project · product", "users", horizontal=True), rows)
 
 
 def _usage_by_cost_center(con, c: Columns) -> go.Figure:

@@ -9,6 +9,7 @@ rendered charts in ``#report-status`` so a headless browser can check the page.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import html
 import json
 import logging
@@ -115,7 +116,7 @@ def as_of_date(con: duckdb.DuckDBPyConnection, marts: list[Mart]) -> str | None:
 def _cell(value: object) -> str:
     if value is None:
         return ""
-    if isinstance(value, float):
+    if isinstance(value, (float, decimal.Decimal)):
         return f"{value:,.2f}"
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ", timespec="seconds")
@@ -132,7 +133,7 @@ def _top_rows_html(con: duckdb.DuckDBPyConnection, mart: Mart) -> str:
     for row in rows:
         cells = []
         for value in row:
-            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            numeric = isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool)
             td = '<td class="num">' if numeric else "<td>"
             cells.append(f"{td}{html.escape(_cell(value))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")

@@ -21,6 +21,10 @@ MARTS_SCHEMA = "marts"
 # DuckDB type prefixes converted to VARCHAR: nested or exotic types BI tools cannot import.
 _AS_TEXT = ("STRUCT", "MAP", "UNION", "INTERVAL", "UUID", "BIT", "BLOB", "TIME WITH TIME ZONE", "ENUM", "JSON")
 
+# Types Hyper (and several BI tools) lack, widened without loss.
+_WIDER = {"FLOAT": "DOUBLE", "REAL": "DOUBLE", "FLOAT4": "DOUBLE", "TINYINT": "SMALLINT", "UTINYINT": "SMALLINT",
+          "USMALLINT": "INTEGER", "UINTEGER": "BIGINT"}
+
 
 @dataclass(frozen=True)
 class Mart:
@@ -80,6 +84,8 @@ def _bi_expression(column: str, duck_type: str) -> str:
         precision = int(t[t.index("(") + 1 : t.index(",")]) if "(" in t else 18
         if precision > 18:  # Hyper and many BI tools stop at 18 digits
             return f"{col}::DOUBLE AS {col}"
+    if t in _WIDER:
+        return f"{col}::{_WIDER[t]} AS {col}"
     if t in ("TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"):
         return f"{col}::TIMESTAMP AS {col}"
     return col

@@ -1,0 +1,83 @@
+"""`aps-usage demo` end to end: sandbox -> extract -> import -> dbt build -> publish, then the
+published report opened in headless Chromium to prove every chart renders on the real marts."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from bi_browser import dump_dom, report_status, screenshot
+from bi_fixtures import require_all
+from extractor.cli import cli
+from extractor.publish.charts import CHARTS
+from extractor.publish.hyper import hyper_available, read_hyper_row_counts
+
+SMALL = ["--users", "40", "--days", "45", "--seed", "7"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("demo") / "data"
+    result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "demo", *SMALL], obj=None)
+    return data_dir, result
+
+
+@pytest.mark.slow
+def test_demo_writes_every_output_and_says_where(demo_run):
+    data_dir, result = demo_run
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    out = result.output
+
+    con = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
+    try:
+        marts = {n: con.execute(f'SELECT count(*) FROM marts."{n}"').fetchone()[0] for (n,) in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts'").fetchall()}
+    finally:
+        con.close()
+    for spec in CHARTS:
+        assert spec.mart in marts, f"the build made no mart {spec.mart}"
+    for name, rows in marts.items():
+        assert pq.read_table(data_dir / "marts" / f"{name}.parquet").num_rows == rows
+        assert (data_dir / "marts" / f"{name}.csv").exists()
+        assert name in out, f"summary does not list mart {name}"
+    for path in ("bi/report.html", "bi/aps-usage.pbids", "warehouse.duckdb", "marts"):
+        assert str(data_dir / path) in out, f"summary does not say where {path} is"
+    for dataset in ("premium_usage", "tokenflex_usage", "user_metadata", "premium_users"):
+        assert dataset in out
+    assert "Headline findings" in out and out.count("  * ") == 3
+    assert "sandbox-secret" not in out and "sandbox-pat" not in out
+
+    # the sources really arrived: usage from both APIs and the imported metadata
+    rows = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in out.splitlines()
+            if line.startswith("  ") and len(line.split()) == 2 and line.split()[1].replace(",", "").isdigit()}
+    for dataset in ("premium_usage", "tokenflex_usage", "user_metadata"):
+        assert rows.get(dataset, 0) > 0, f"no rows in {dataset}"
+    assert rows["inactive_users"] > 0 and rows["fct_daily_usage"] > 0
+
+    if hyper_available():
+        assert read_hyper_row_counts(data_dir / "bi" / "aps-usage.hyper") == marts
+    elif require_all():
+        pytest.fail("pantab missing and APS_USAGE_REQUIRE_ALL=1")
+
+
+@pytest.mark.slow
+def test_every_chart_renders_on_the_real_marts(demo_run, tmp_path):
+    data_dir, result = demo_run
+    assert result.exit_code == 0, result.output
+    page = data_dir / "bi" / "report.html"
+    assert "No chart:" not in page.read_text(encoding="utf-8")
+    status = report_status(dump_dom(page, tmp_path))
+    assert status["errors"] == []
+    assert status["charts_expected"] == status["charts_rendered"] == len(CHARTS)
+    screenshot(page, tmp_path)
+
+
+def test_demo_refuses_a_data_dir_with_other_data(tmp_path):
+    data_dir = tmp_path / "real"
+    (data_dir / "raw" / "premium_usage").mkdir(parents=True)
+    result = CliRunner().invoke(cli, ["demo", "--data-dir", str(data_dir), *SMALL], obj=None)
+    assert result.exit_code == 2
+    assert "holds data that the demo did not write" in result.output
+    assert (data_dir / "raw" / "premium_usage").is_dir()  # nothing removed
