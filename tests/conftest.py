@@ -30,10 +30,28 @@ class SandboxServer:
         self.server.stop()
 
 
+_DATA_KEYS = ("seed", "users", "days", "end_date")
+_data_cache: dict[tuple, object] = {}
+
+
+def _cached_data(options: dict):
+    """Generated data is immutable: sandboxes with the same data options share one copy."""
+    from extractor.sandbox.data import generate
+
+    args = {k: options.pop(k) for k in _DATA_KEYS if k in options}
+    key = tuple(sorted(args.items()))
+    if key not in _data_cache:
+        _data_cache[key] = generate(**args)
+    return _data_cache[key]
+
+
 def _start(**options) -> SandboxServer:
     from extractor.sandbox.app import create_app
     from extractor.sandbox.server import start_in_thread
 
+    if options.get("data") is None:
+        options.pop("data", None)
+        options["data"] = _cached_data(options)
     app = create_app(**options)
     server = start_in_thread(app)
     return SandboxServer(server.base_url, app.state.data, app, server)
@@ -53,7 +71,8 @@ def sandbox_factory():
     started: list[SandboxServer] = []
 
     def factory(**options) -> SandboxServer:
-        merged = {**SANDBOX_OPTIONS, **options} if "data" not in options else options
+        base = SANDBOX_OPTIONS if "data" not in options else {"time_scale": SANDBOX_OPTIONS["time_scale"]}
+        merged = {**base, **options}
         running = _start(**merged)
         started.append(running)
         return running

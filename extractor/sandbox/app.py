@@ -147,8 +147,11 @@ class Sandbox:
         self.request_log: list[tuple[str, str, int]] = []
 
     def close(self) -> None:
+        """Release the DuckDB connection (idempotent)."""
         with self.lock:
-            self.db.close()
+            if self.db is not None:
+                self.db.close()
+                self.db = None
 
     # -- time ---------------------------------------------------------------------------
     def scaled(self, seconds: float) -> float:
