@@ -152,3 +152,16 @@ def test_two_runs_sharing_a_login_do_not_spend_a_refresh_token_twice(run, fast_e
         assert api.get_json("/insights/v1/contexts")
     first.close()
     second.close()
+
+
+def test_login_command_with_the_browser_replaced(run, fast_env, monkeypatch):
+    import extractor.commands.auth as auth_commands
+
+    monkeypatch.setattr(auth_commands.webbrowser, "open", follow_redirects)
+    fast_env.delenv("APS_PAT")
+    result = run("auth", "login", "--timeout", "20")
+    assert "Logged in (3-legged)" in result.output
+    saved = token_file(run)
+    assert saved["refresh_token"] not in result.output and saved["access_token"] not in result.output
+    assert "3-legged" in run("auth", "status").output
+    assert "New York Office" in run("teams").output

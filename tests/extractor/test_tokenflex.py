@@ -8,6 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from extractor.dataset import DataDir
+
 
 def expected_sessions(sandbox, since, until) -> pa.Table:
     tf = sandbox.data.tokenflex_usage
@@ -66,3 +68,43 @@ def test_usage_contracts_enrichment_match_the_sandbox(run, sandbox):
 def test_unknown_contract_is_an_input_error(run):
     result = run("extract", "tokenflex", "--contract", "42", ok=False)
     assert result.exit_code == 2 and "--contract 42" in result.output
+
+
+def test_client_side_limiter_keeps_a_long_session_free_of_429(sandbox_factory, fast_env, tmp_path):
+    """70 Token Flex calls in a row: past the sandbox's burst of 50 without a client-side
+    limiter the sandbox answers 429; with the token bucket at the server's rate, never."""
+    from extractor.auth import Auth
+    from extractor.config import Settings
+    from extractor.http import ApiClient
+
+    def session(rate_per_min: float, burst: float) -> ApiClient:
+        fresh = sandbox_factory()  # its own rate-limit buckets
+        settings = Settings(data_dir=tmp_path / f"data-{rate_per_min}", base_url=fresh.base_url, quiet=True)
+        api = ApiClient(settings, Auth(settings), tokenflex_rate_per_min=rate_per_min, tokenflex_burst=burst)
+        for _ in range(70):
+            assert api.get_json("/tokenflex/v1/contract")
+        api.close()
+        return api
+
+    unlimited = session(1e9, 1e9)
+    assert unlimited.stats["rate_limited"] > 0  # the sandbox does enforce its limit
+    paced = session(240, 50)  # a little under the sandbox's 250/min at time_scale 0.02
+    assert paced.stats["rate_limited"] == 0
+    assert paced.tokenflex_limiter.waited > 0
+
+
+def test_python_api_on_its_own(sandbox, fast_env, tmp_path):
+    """extract_tokenflex without the CLI, on a caller's client."""
+    from extractor.auth import Auth
+    from extractor.config import Settings
+    from extractor.http import ApiClient
+    from extractor.tokenflex import extract_tokenflex
+
+    settings = Settings(data_dir=tmp_path / "data", base_url=sandbox.base_url, quiet=True)
+    auth = Auth(settings)
+    until = sandbox.data.end_date
+    with ApiClient(settings, auth) as api:
+        result = extract_tokenflex(settings, auth, since=until - dt.timedelta(days=9), until=until, api=api)
+    usage = DataDir(settings.data_dir).read("tokenflex_usage")
+    assert result.rows["tokenflex_usage"] == usage.num_rows
+    assert usage.num_rows == expected_sessions(sandbox, until - dt.timedelta(days=9), until).num_rows
