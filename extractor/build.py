@@ -128,7 +128,8 @@ def _check_target(target: str) -> None:
 
 
 def _one_line(text: str, limit: int = 400) -> str:
-    flat = " ".join(str(text).split())
+    # dbt appends "> in macro ... > called by ..." frames: the user needs the first part only
+    flat = " ".join(str(text).split(" > in macro ")[0].split())
     return redact(flat if len(flat) <= limit else flat[: limit - 3] + "...")
 
 
@@ -183,7 +184,27 @@ def run_dbt(
             on_node(node, state["done"], state["total"])
 
     with _dbt_environment(settings):
-        return dbtRunner(callbacks=[callback]).invoke(args)
+        try:
+            return dbtRunner(callbacks=[callback]).invoke(args)
+        finally:
+            _release_duckdb()
+
+
+def _release_duckdb() -> None:
+    """dbt-duckdb keeps its database open in a class attribute after the run; close it so the
+    warehouse can be opened again in this process (publish, tests) with another configuration."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:
+        return
+    with DuckDBConnectionManager._LOCK:
+        environment = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+        if environment is not None:
+            try:
+                environment.close()
+            except Exception as err:  # closing is best effort; the run's result stands
+                log.debug("closing dbt's DuckDB connection: %s", err)
 
 
 def _log_node(node: NodeResult, done: int, total: int) -> None:

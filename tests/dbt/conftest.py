@@ -1,149 +1,17 @@
-"""Fixtures for the dbt tests: small raw datasets on disk and a dbt runner on them.
-
-Raw data is written in the extractor's layout (docs/design.md, "The raw dataset"):
-``raw/<dataset>/schema.parquet`` (zero rows, every column typed) plus
-``raw/<dataset>/month=YYYY-MM/part.parquet`` or ``raw/<dataset>/part.parquet``.
-"""
+"""Fixtures for the dbt tests (helpers that write raw datasets: dbt_rawdata.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import os
-from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-
-from extractor.schemas import DATASETS
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 
-EXTRACTED_AT = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.timezone.utc)
 
+@pytest.fixture(scope="session")
+def sandbox_small_data():
+    """Small deterministic sandbox data (fixed seed and end date)."""
+    from extractor.sandbox.data import generate
 
-def row_hash(spec, row: dict) -> str:
-    parts = [f"{name}={row[name]}" for name in spec.columns if row.get(name) is not None]
-    return hashlib.md5("\x1f".join(parts).encode()).hexdigest()
-
-
-def _full_schema(spec) -> pa.Schema:
-    return pa.schema(
-        [*spec.schema, ("_source", pa.string()), ("_extracted_at", pa.timestamp("us", tz="UTC")), ("_row_hash", pa.string())]
-    )
-
-
-def write_schema_files(raw_dir: Path) -> None:
-    """Every dataset folder gets its zero-row schema.parquet (as the extractor guarantees)."""
-    for name, spec in DATASETS.items():
-        folder = raw_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(_full_schema(spec).empty_table(), folder / "schema.parquet")
-
-
-def write_raw(raw_dir: Path, dataset: str, rows: list[dict], *, source: str = "test", extracted_at=EXTRACTED_AT, part: str = "part") -> None:
-    """Write rows (dicts with canonical column names) into raw/<dataset>/ in the extractor layout."""
-    spec = DATASETS[dataset]
-    schema = _full_schema(spec)
-    folder = raw_dir / dataset
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "schema.parquet").exists():
-        pq.write_table(schema.empty_table(), folder / "schema.parquet")
-    full = []
-    for row in rows:
-        unknown = set(row) - set(spec.columns)
-        assert not unknown, f"{dataset}: unknown columns {unknown}"
-        record = {name: row.get(name) for name in spec.columns}
-        record.update(_source=source, _extracted_at=extracted_at, _row_hash=row_hash(spec, row))
-        full.append(record)
-    if spec.date_column is None:
-        groups = {None: full}
-    else:
-        groups: dict = {}
-        for record in full:
-            groups.setdefault(record[spec.date_column].strftime("%Y-%m"), []).append(record)
-    for month, records in groups.items():
-        target = folder if month is None else folder / f"month={month}"
-        target.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(records, schema=schema), target / f"{part}.parquet")
-
-
-def d(text: str) -> dt.date:
-    return dt.date.fromisoformat(text)
-
-
-def write_tiny_dataset(raw_dir: Path, *, tokenflex: bool = True, metadata: bool = True) -> None:
-    """A hand-made dataset small enough to reason about: two teams, a collection user, a
-    standalone user, a flex user seen in Premium and Token Flex, a Token Flex-only user,
-    an assigned user who never used anything, and a metadata file."""
-    write_schema_files(raw_dir)
-    ident_alice = dict(user_id="U1", hashed_user_id="h1", email="Alice@Example.com ", full_name="Alice Archer", user_name="alice")
-    ident_bob = dict(user_id="U2", hashed_user_id="h2", email="bob@example.com", full_name="Bob Baker", user_name="bob")
-    ident_carol = dict(user_id="U3", hashed_user_id="h3", email="carol@example.com", full_name="Carol Cole", user_name="carol")
-    api = []
-    for day in ("2026-10-01", "2026-10-02", "2026-11-03"):
-        api.append(dict(usage_date=d(day), usage_month=d(day).replace(day=1), context_id="100", team_name="Design",
-                        product_name="AEC Collection", child_product_name="Revit", product_line_code="AECCOL",
-                        feature_id="RVT", version="2026", source="sus", **ident_alice))
-    api.append(dict(usage_date=d("2026-11-03"), usage_month=d("2026-11-01"), context_id="100", team_name="Design",
-                    product_name="AutoCAD", child_product_name="AutoCAD", product_line_code="ACD", feature_id="ACD",
-                    version="2025", source="sus", **ident_bob))
-    # flex usage also present in Token Flex (carol's email is her Token Flex user name)
-    api.append(dict(usage_date=d("2026-11-04"), usage_month=d("2026-11-01"), context_id="200", team_name="Build",
-                    product_name="Civil 3D", child_product_name="Civil 3D", product_line_code="CIV3D",
-                    feature_id="CIV3D", version="2026", source="flex", tokens=10.0, **ident_carol))
-    write_raw(raw_dir, "premium_usage", api, source="insights/v1/usage-queries context=100")
-    files = [
-        # the same AutoCAD day of bob from a hand-downloaded file: must not count twice
-        dict(usage_date=d("2026-11-03"), team_name="Design", email="BOB@example.com", user_id="U2",
-             product_name="AutoCAD", offering_name="AutoCAD", version="2025", usage_type="sus"),
-        # alice used Civil 3D through the collection (offering named by an alias)
-        dict(usage_date=d("2026-11-05"), team_name="Design", user_id="U1", email="alice@example.com",
-             product_name="Civil 3D", offering_name="Architecture Engineering & Construction Collection",
-             version="2026", usage_type="sus"),
-        # masked personal data: only the hashed id is left
-        dict(usage_date=d("2026-11-06"), team_name="Design", hashed_user_id="h9", email="*****", first_name="*****",
-             product_name="Revit", offering_name="Revit", version="2025", usage_type="sus"),
-    ]
-    write_raw(raw_dir, "premium_usage_files", files, source="usage-report.csv")
-    users = [
-        dict(team_name="Design", team_id="T1", offering_name="AEC Collection", assigned_date=d("2026-01-10"), **ident_alice),
-        dict(team_name="Design", team_id="T1", offering_name="AutoCAD", assigned_date=d("2026-02-01"), **ident_bob),
-        dict(team_name="Build", team_id="T2", offering_name="Flex", **ident_carol),
-        dict(team_name="Build", team_id="T2", offering_name="Autodesk AEC Collection", user_id="U4",
-             email="dave@example.com", full_name="Dave Dunn", assigned_date=d("2026-03-01")),
-    ]
-    write_raw(raw_dir, "premium_users", users, source="users.csv")
-    subs = [
-        dict(team_name="Design", team_id="T1", subscription_id="S1", offering_name="AEC Collection", seat_quantity=3, subscription_status="Active"),
-        dict(team_name="Design", team_id="T1", subscription_id="S2", offering_name="AutoCAD", seat_quantity=2, subscription_status="Active"),
-        dict(team_name="Design", team_id="T1", subscription_id="S3", offering_name="AutoCAD", seat_quantity=5, subscription_status="Expired"),
-        dict(team_name="Build", team_id="T2", subscription_id="S4", offering_name="Architecture Engineering & Construction Collection", seat_quantity=1, subscription_status="Active"),
-    ]
-    write_raw(raw_dir, "premium_subscriptions", subs, source="subscriptions.csv")
-    write_raw(raw_dir, "premium_teams", [dict(context_id="100", team_name="Design"), dict(context_id="200", team_name="Build")])
-    if tokenflex:
-        tf = [
-            dict(contract_number="C1", usage_date=d("2026-11-04"), usage_month=d("2026-11-01"), contract_year=1,
-                 usage_category="DESKTOP_PRODUCT", product_line_code="CIV3D", product_name="Civil 3D",
-                 product_version="2026", user_name="Carol@Example.com", tokens_consumed=12.0, charged_item_id="A1"),
-            dict(contract_number="C1", usage_date=d("2026-11-04"), usage_month=d("2026-11-01"), contract_year=1,
-                 usage_category="DESKTOP_PRODUCT", product_line_code="ACD", product_name="AutoCAD",
-                 product_version="2026", user_name="ntuser7", tokens_consumed=7.0, charged_item_id="A2"),
-            dict(contract_number="C1", usage_date=d("2026-11-07"), usage_month=d("2026-11-01"), contract_year=1,
-                 usage_category="MANUAL_ADJUSTMENT", tokens_consumed=-50.0, charged_item_id="A3"),
-        ]
-        write_raw(raw_dir, "tokenflex_usage", tf, source="tokenflex export C1")
-        write_raw(raw_dir, "tokenflex_contracts", [dict(
-            contract_number="C1", contract_name="Main", contract_start_date=d("2026-01-01"), contract_end_date=d("2028-12-31"),
-            is_active=True, multiyear_provisioned_tokens=30000.0, contract_year=1, year_start_date=d("2026-01-01"),
-            year_end_date=d("2026-12-31"), provisioned_tokens=10000.0, consumed_tokens=19.0, remaining_tokens=9981.0)])
-        write_raw(raw_dir, "tokenflex_enrichment", [dict(contract_number="C1", custom_field="customField1", category_name="GEO")])
-    if metadata:
-        write_raw(raw_dir, "user_metadata", [
-            dict(email="alice@example.com", geo="EMEA", country="France", city="Paris", department="Architecture",
-                 cost_center="CC1", project="Tower; Bridge;", skill_level="Expert"),
-            dict(email="bob@example.com", geo="AMER", country="USA", city="Boston", department="Drafting",
-                 cost_center="CC2", project="Tower", skill_level="Novice"),
-        ], source="metadata.xlsx")
+    return generate(seed=11, users=40, days=75, end_date="2026-11-15")

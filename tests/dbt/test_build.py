@@ -1,0 +1,242 @@
+"""dbt build on real DuckDB: sandbox data passes every test and fills every mart; the
+hand-made dataset gives hand-worked answers; a missing source, duplicate metadata keys,
+incremental runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from extractor.build import parse_vars, run_build
+from extractor.cli import cli
+from extractor.config import Settings
+from extractor.errors import BuildError, InputError
+
+from dbt_rawdata import (
+    mart_tables,
+    warehouse_query,
+    write_raw,
+    write_sandbox_dataset,
+    write_tiny_dataset,
+)
+
+FAST = "resource_type:unit_test"  # unit tests are D2's mart rules; run them once, in the sandbox build
+
+
+@pytest.fixture(scope="module")
+def sandbox_build(tmp_path_factory, sandbox_small_data):
+    data_dir = tmp_path_factory.mktemp("sandbox-build")
+    write_sandbox_dataset(data_dir, sandbox_small_data)
+    result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "build"], obj=None)
+    return data_dir, result
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("tiny-build")
+    write_tiny_dataset(data_dir / "raw")
+    result = run_build(Settings(data_dir=data_dir, quiet=True), exclude=FAST)
+    return data_dir, result
+
+
+def test_sandbox_build_passes_every_test_and_fills_every_mart(sandbox_build):
+    data_dir, result = sandbox_build
+    assert result.exit_code == 0, result.output
+    assert "dbt duckdb:" in result.output and "error" not in result.output.lower()
+    marts = mart_tables(data_dir)
+    assert {"fct_daily_usage", "dim_users", "dim_products"} <= set(marts)
+    empty = [m for m in marts if warehouse_query(data_dir, f"select count(*) from marts.{m}")[0][0] == 0]
+    assert not empty, f"marts without rows on sandbox data: {empty}"
+
+
+def test_sandbox_subscription_usage_days_match_the_generator(sandbox_build, sandbox_small_data):
+    data_dir, _ = sandbox_build
+    usage = sandbox_small_data.usage.to_pylist()
+    expected = {(r["user_id"], r["child_product_name"], r["usage_date"]) for r in usage if r["source"] == "sus"}
+    got = warehouse_query(
+        data_dir,
+        "select user_key, product_name, usage_date from marts.fct_daily_usage where licensing = 'subscription'",
+    )
+    assert set(got) == expected
+    assert len(got) == len(expected)
+
+
+def test_sandbox_flex_seen_in_both_apis_counts_once(sandbox_build, sandbox_small_data):
+    data_dir, _ = sandbox_build
+    premium_flex = {}
+    for r in sandbox_small_data.usage.to_pylist():
+        if r["source"] == "flex":
+            key = (r["email"].lower(), r["child_product_name"], r["usage_date"])
+            premium_flex[key] = premium_flex.get(key, 0) + (r["tokens"] or 0)
+    rows = warehouse_query(
+        data_dir,
+        "select email, product_name, usage_date, tokens from marts.fct_daily_usage "
+        "where licensing = 'flex' and source_system = 'premium'",
+    )
+    by_key = {(e, p, d): t for e, p, d, t in rows}
+    assert set(premium_flex) <= set(by_key)
+    # tokens = the larger of the two sources, so never below the premium figure
+    assert all(by_key[k] >= v - 1e-9 for k, v in premium_flex.items())
+    dupes = warehouse_query(
+        data_dir,
+        "select email, product_name, usage_date, count(*) from marts.fct_daily_usage "
+        "where licensing = 'flex' and email is not null group by 1, 2, 3 having count(*) > 1",
+    )
+    assert dupes == []
+
+
+def test_dim_users_population_is_seats_or_usage(sandbox_build, sandbox_small_data):
+    data_dir, _ = sandbox_build
+    seat_ids = {r["user_id"] for r in sandbox_small_data.users.to_pylist()}
+    users = dict(warehouse_query(data_dir, "select user_key, is_assigned from marts.dim_users"))
+    assert seat_ids <= set(users)
+    assert all(users[u] for u in seat_ids)
+    orphans = warehouse_query(
+        data_dir,
+        "select count(*) from marts.fct_daily_usage f left join marts.dim_users u using (user_key) where u.user_key is null",
+    )
+    assert orphans == [(0,)]
+    nulls = warehouse_query(
+        data_dir, "select count(*) from marts.dim_users where geo is null or department is null or project is null"
+    )
+    assert nulls == [(0,)]
+
+
+def test_tiny_dataset_hand_worked_fact(tiny_build):
+    data_dir, result = tiny_build
+    assert result.success and not result.failures
+    rows = warehouse_query(
+        data_dir,
+        "select user_key, product_name, cast(usage_date as varchar), licensing, source_system, offering_name, "
+        "collection_name, is_collection_usage, tokens from marts.fct_daily_usage order by 1, 2, 3",
+    )
+    assert rows == [
+        ("U1", "Civil 3D", "2026-11-05", "subscription", "premium", "AEC Collection", "AEC Collection", True, 0.0),
+        ("U1", "Revit", "2026-10-01", "subscription", "premium", "AEC Collection", "AEC Collection", True, 0.0),
+        ("U1", "Revit", "2026-10-02", "subscription", "premium", "AEC Collection", "AEC Collection", True, 0.0),
+        ("U1", "Revit", "2026-11-03", "subscription", "premium", "AEC Collection", "AEC Collection", True, 0.0),
+        # the same day in the API and in a usage file: one row
+        ("U2", "AutoCAD", "2026-11-03", "subscription", "premium", "AutoCAD", None, False, 0.0),
+        # flex seen by Premium (10 tokens) and Token Flex (12, user name = her email): one row, 12
+        ("U3", "Civil 3D", "2026-11-04", "flex", "premium", "Flex", None, False, 12.0),
+        # masked personal data: the hashed id is the key
+        ("h9", "Revit", "2026-11-06", "subscription", "premium", "Revit", None, False, 0.0),
+        # an NT id in Token Flex stays its own user; the manual adjustment has no user
+        ("ntuser7", "AutoCAD", "2026-11-04", "flex", "tokenflex", "Flex", None, False, 7.0),
+    ]
+
+
+def test_tiny_dataset_users_seats_and_projects(tiny_build):
+    data_dir, _ = tiny_build
+    users = warehouse_query(
+        data_dir,
+        "select user_key, email, team_name, department, project, has_metadata, is_assigned, "
+        "cast(last_used_date as varchar) from marts.dim_users order by 1",
+    )
+    assert users == [
+        ("U1", "alice@example.com", "Design", "Architecture", "Tower; Bridge;", True, True, "2026-11-05"),
+        ("U2", "bob@example.com", "Design", "Drafting", "Tower", True, True, "2026-11-03"),
+        ("U3", "carol@example.com", "Build", "Unmapped", "Unmapped", False, True, "2026-11-04"),
+        ("U4", "dave@example.com", "Build", "Unmapped", "Unmapped", False, True, None),
+        ("h9", None, "Design", "Unmapped", "Unmapped", False, False, "2026-11-06"),
+        ("ntuser7", None, None, "Unmapped", "Unmapped", False, False, "2026-11-04"),
+    ]
+    projects = warehouse_query(data_dir, "select user_key, project from intermediate.int_user_projects order by 1, 2")
+    assert projects == [
+        ("U1", "Bridge"), ("U1", "Tower"), ("U2", "Tower"), ("U3", "Unmapped"), ("U4", "Unmapped"),
+        ("h9", "Unmapped"), ("ntuser7", "Unmapped"),
+    ]
+    seats = warehouse_query(
+        data_dir, "select team_name, offering_name, seats_purchased from intermediate.int_seats_purchased order by 1, 2"
+    )
+    # the expired AutoCAD subscription does not count; the alias names the AEC Collection
+    assert seats == [("Build", "AEC Collection", 1), ("Design", "AEC Collection", 3), ("Design", "AutoCAD", 2)]
+    assigned = warehouse_query(
+        data_dir, "select user_key, offering_name, is_collection from intermediate.int_seat_assignments order by 1"
+    )
+    assert assigned == [
+        ("U1", "AEC Collection", True), ("U2", "AutoCAD", False), ("U3", "Flex", False), ("U4", "AEC Collection", True)
+    ]
+
+
+def test_no_token_flex_and_metadata_keyed_by_user_id(tmp_path):
+    """A customer without Token Flex (never extracted: schema files only) whose metadata
+    file is keyed by Autodesk user id: the build passes, token marts are empty."""
+    write_tiny_dataset(tmp_path / "raw", tokenflex=False, metadata=False)
+    write_raw(tmp_path / "raw", "user_metadata", [dict(user_id="U3", department="Survey", project="Road")])
+    result = run_build(Settings(data_dir=tmp_path, quiet=True), vars={"metadata_key": "user_id"}, exclude=FAST)
+    assert result.success and not result.failures
+    assert warehouse_query(tmp_path, "select count(*) from marts.fct_daily_usage where source_system = 'tokenflex'") == [(0,)]
+    assert warehouse_query(tmp_path, "select count(*) from staging.stg_tokenflex__usage") == [(0,)]
+    if "token_balance" in mart_tables(tmp_path):
+        assert warehouse_query(tmp_path, "select count(*) from marts.token_balance") == [(0,)]
+    # premium's own flex row is still there, with premium's tokens
+    assert warehouse_query(tmp_path, "select tokens from marts.fct_daily_usage where licensing = 'flex'") == [(10.0,)]
+    rows = warehouse_query(tmp_path, "select user_key, department, project from marts.dim_users where has_metadata")
+    assert rows == [("U3", "Survey", "Road")]
+
+
+def test_duplicate_metadata_key_fails_naming_the_key(tmp_path):
+    write_tiny_dataset(tmp_path / "raw", metadata=False)
+    write_raw(tmp_path / "raw", "user_metadata", [
+        dict(email="alice@example.com", department="Architecture"),
+        dict(email=" ALICE@example.com", department="Structure"),
+        dict(email="bob@example.com", department="Drafting"),
+    ])
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "build", "--select", "stg_customer__user_metadata"], obj=None)
+    assert result.exit_code == BuildError.exit_code, result.output
+    message = next(line for line in result.output.splitlines() if line.startswith("Error:"))
+    assert "no_duplicate_metadata_keys" in message
+    assert "'alice@example.com' (2 rows)" in message
+    assert "bob@example.com" not in message and "in macro" not in message
+
+
+def test_incremental_build_adds_a_new_day_and_matches_a_full_refresh(tmp_path):
+    write_tiny_dataset(tmp_path / "raw")
+    settings = Settings(data_dir=tmp_path, quiet=True)
+    select = ["+fct_daily_usage"]
+    run_build(settings, select=select, exclude=FAST)
+    october_before = warehouse_query(tmp_path, "select * from marts.fct_daily_usage where usage_month = date '2026-10-01' order by 1")
+    later = dt.datetime(2026, 11, 21, 6, 0, tzinfo=dt.timezone.utc)
+    write_raw(tmp_path / "raw", "premium_usage", [dict(
+        usage_date=dt.date(2026, 11, 20), usage_month=dt.date(2026, 11, 1), context_id="100", team_name="Design",
+        product_name="AutoCAD", child_product_name="AutoCAD", product_line_code="ACD", feature_id="ACD",
+        version="2026", source="sus", user_id="U2", email="bob@example.com")], extracted_at=later, part="part-new")
+    run_build(settings, select=select, exclude=FAST)
+    incremental = warehouse_query(tmp_path, "select * exclude (extracted_at) from marts.fct_daily_usage order by 1")
+    assert ("U2", "AutoCAD", dt.date(2026, 11, 20)) in {(r[1], r[8], r[16]) for r in incremental}
+    # months without new raw rows were not rewritten
+    assert warehouse_query(tmp_path, "select * from marts.fct_daily_usage where usage_month = date '2026-10-01' order by 1") == october_before
+    run_build(settings, select=select, exclude=FAST, full_refresh=True)
+    full = warehouse_query(tmp_path, "select * exclude (extracted_at) from marts.fct_daily_usage order by 1")
+    assert incremental == full
+
+
+def test_bad_var_and_bad_target_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="name=value"):
+        parse_vars(["inactive_days"])
+    assert parse_vars(["inactive_days=60", "as_of_date=2026-06-30", "as_of_date_x=null"]) == {
+        "inactive_days": 60, "as_of_date": "2026-06-30", "as_of_date_x": None}
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "build", "--target", "oracle"], obj=None)
+    assert result.exit_code == 2
+
+
+def test_sql_error_is_one_line_naming_the_model(tmp_path):
+    write_tiny_dataset(tmp_path / "raw")
+    # a corrupt Parquet file in a dataset: the staging view that reads it fails
+    (tmp_path / "raw" / "premium_teams" / "part.parquet").write_bytes(b"not parquet")
+    with pytest.raises(BuildError) as err:
+        run_build(Settings(data_dir=tmp_path, quiet=True), select=["stg_premium__teams"])
+    message = str(err.value)
+    assert "stg_premium__teams" in message and "\n" not in message
+
+
+def test_docs_command_writes_the_site(tiny_build):
+    data_dir, _ = tiny_build
+    result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "docs"], obj=None)
+    assert result.exit_code == 0, result.output
+    assert (data_dir / "docs" / "static_index.html").stat().st_size > 10_000
+    assert "fct_daily_usage" in (data_dir / "docs" / "manifest.json").read_text()
