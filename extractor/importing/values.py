@@ -66,8 +66,26 @@ def _raise_first_bad(text: pa.Array, parsed: pa.Array, expected: str) -> None:
         raise BadValue(index, text[index].as_py(), expected)
 
 
+def _unpadded(text: pa.Array) -> pa.Array:
+    """Lower case, "05" -> "5" in two-digit groups (twice: adjacent groups share a separator)."""
+    text = pc.utf8_lower(text)
+    for _ in range(2):
+        text = pc.replace_substring_regex(text, r"(^|[^0-9])0([0-9])([^0-9]|$)", r"\1\2\3")
+    return text
+
+
+def _strptime_strict(text: pa.Array, fmt: str) -> pa.Array:
+    """strptime, but a date that does not exist is NULL: strptime rolls 2026-02-30 over to
+    2026-03-02, so a parsed value must format back to its text (zero padding and case aside)."""
+    parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
+    if parsed.null_count == len(parsed):
+        return parsed
+    same = pc.fill_null(pc.equal(_unpadded(pc.strftime(parsed, format=fmt)), _unpadded(text)), False)
+    return pc.if_else(same, parsed, pa.scalar(None, parsed.type))
+
+
 def _coalesce_formats(text: pa.Array, formats: tuple[str, ...]) -> pa.Array:
-    parsed = [pc.strptime(text, format=f, unit="s", error_is_null=True) for f in formats]
+    parsed = [_strptime_strict(text, f) for f in formats]
     return pc.coalesce(*parsed) if len(parsed) > 1 else parsed[0]
 
 
