@@ -101,7 +101,7 @@ class Prepared:
                 raise self._error(raw, index, self.names.index(spec.date_column),
                                   "empty; every row needs a date")
         token_column = "tokens_consumed" if self.kind.name == "tokenflex" else "tokens"
-        if token_column in self.names:
+        if token_column in self.names and pa.types.is_floating(batch.column(token_column).type):
             negative = pc.fill_null(pc.less(batch.column(token_column), 0), False)
             if self.kind.name == "tokenflex" and "usage_category" in self.names:
                 category = pc.utf8_upper(pc.fill_null(batch.column("usage_category"), ""))

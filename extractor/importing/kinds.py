@@ -97,7 +97,7 @@ KINDS: dict[str, Kind] = {
             PREMIUM_USERS,
             must_have=("offering_name",),
             any_of=(IDENTITY,),
-            must_not_have=("usage_date", "seat_quantity", *METADATA_ATTRIBUTES),
+            must_not_have=("usage_date", "seat_quantity", "tokens", *METADATA_ATTRIBUTES),  # tokens: a usage file without its date
             typical=("role", "account_status", "assigned_date", "last_accessed", "seat_assignment",
                      "days_inactive", "team_name"),
             aliases={"status": "account_status", "name": "full_name", "user_full_name": "full_name"},
