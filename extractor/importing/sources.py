@@ -224,6 +224,16 @@ class _Guarded:
     def readable(self) -> bool:
         return True
 
+    # io.TextIOWrapper (the strict re-read that names a bad row) asks for these too
+    def writable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        pass
+
     @property
     def closed(self) -> bool:
         return self._stream.closed
