@@ -22,6 +22,11 @@ Exit codes: 0 ok; 1 other error; 2 bad input file or argument; 3 authentication;
 130 interrupted."""
 
 
+def error_line(err: Exception) -> str:
+    """The error as one line: a newline inside (a file name can hold one) is shown escaped."""
+    return redact(str(err)).replace("\r", "\\r").replace("\n", "\\n")
+
+
 class _ErrorsToExitCodes(click.Group):
     """Also without main() (click's CliRunner): a UsageError becomes one line + its exit code."""
 
@@ -29,7 +34,7 @@ class _ErrorsToExitCodes(click.Group):
         try:
             return super().invoke(ctx)
         except UsageError as err:
-            click.echo(f"Error: {redact(str(err))}", err=True)
+            click.echo(f"Error: {error_line(err)}", err=True)
             ctx.exit(err.exit_code)
 
 
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:  # ctx.exit(n) returns n when standalone_mode is off
             sys.exit(code)
     except UsageError as err:
-        click.echo(f"Error: {redact(str(err))}", err=True)
+        click.echo(f"Error: {error_line(err)}", err=True)
         sys.exit(err.exit_code)
     except click.exceptions.Abort:
         click.echo("Interrupted.", err=True)
