@@ -139,7 +139,8 @@ def import_paths(settings: Settings, paths: Iterable[str | os.PathLike[str]], ki
             if metadata:
                 _write_metadata(tx, metadata)
             if not report.files:
-                why = "; ".join(f"{s}: {r}" for s, r in report.skipped) or "no tables found"
+                named = ", ".join(os.fspath(p) for p in paths)
+                why = "; ".join(f"{s}: {r}" for s, r in report.skipped) or f"no tables found in {named}"
                 raise InputError(f"nothing to import ({why})")
         report.dataset_rows = dict(tx.rows_written)
     return report
