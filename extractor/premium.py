@@ -65,6 +65,8 @@ PAGE_LIMITS = (10000, 2000, 1000, 500, 100)
 RUNNING = {"SUBMITTED", "RUNNING", "QUEUED", "PROCESSING", "IN_PROGRESS", "PENDING"}
 FAILED = {"FAILED", "ERROR", "EXPIRED", "TIMEOUT", "CANCELLED"}
 JOB_RESUBMITS = 3
+#: an expired or refused download URL is renewed at most this many times
+URL_RENEWALS = 6
 EXPORT_REPORT_KINDS = {"USERS": ("users", PREMIUM_USERS), "SUBSCRIPTIONS": ("subscriptions", PREMIUM_SUBSCRIPTIONS)}
 
 
@@ -322,7 +324,7 @@ def fetch_downloads(api: ApiClient, export: dict, folder: Path, what: str) -> li
     files = []
     downloads = list(export.get("downloads") or [])
     for index in range(len(downloads)):
-        for attempt in range(1, JOB_RESUBMITS + 2):
+        for attempt in range(1, URL_RENEWALS + 2):
             item = downloads[index]
             url = item.get("downloadURL") or item.get("downloadUrl") or item.get("url")
             if not url:
@@ -335,7 +337,7 @@ def fetch_downloads(api: ApiClient, export: dict, folder: Path, what: str) -> li
             reason = "expired" if response is None else f"HTTP {response.status_code}"
             if response is not None and response.status_code not in (401, 403, 404, 410):
                 raise ApiError(f"{what}: download {index + 1} ({safe_url(url)}) failed: {reason}")
-            if attempt > JOB_RESUBMITS:
+            if attempt > URL_RENEWALS:
                 raise ApiError(f"{what}: download {index + 1} still failing ({reason}) after renewing its URL")
             log.info("%s: download URL %s (%s); getting a fresh one", what, safe_url(url), reason)
             downloads = list(_export_status(api, export_id).get("downloads") or [])

@@ -42,6 +42,8 @@ USAGE_CATEGORIES = tuple(CATEGORY_FIELDS)
 METRICS = ["tokensConsumed", "usageMinutes", "useCount"]
 REQUIRED_METRICS = ["tokensConsumed"]
 JOB_RETRIES = 3
+#: an expired or refused download URL is renewed at most this many times
+URL_RENEWALS = 6
 DONE, ERROR = "DOWNLOAD", "ERROR"
 
 
@@ -195,7 +197,9 @@ def wait_for_exports(api: ApiClient, number: str, jobs: list[_Job]) -> None:
                                    f"ended {status} after {job.retries} retries")
                 job.retries += 1
                 log.warning("export request %s ended %s; retrying (%d/%d)", key, status, job.retries, JOB_RETRIES)
-                api.post(f"{_request_path(number, key)}/retry")
+                # raise_for_status off: a retried POST whose first answer was lost gets a 400
+                # ("not in Error") although the retry did happen; the next poll tells
+                api.post(f"{_request_path(number, key)}/retry", raise_for_status=False)
         if not pending:
             return
         if time.monotonic() + interval > deadline:
@@ -209,7 +213,7 @@ def download_export(api: ApiClient, number: str, job: _Job, folder) -> Any:
     """Fetch the CSV of a finished request (renewing an expired URL) and parse it."""
     info = job.info
     what = f"Token Flex export request {job.key} (contract {number}, {job.category})"
-    for attempt in range(1, JOB_RETRIES + 2):
+    for attempt in range(1, URL_RENEWALS + 2):
         url = info.get("downloadUrl") or info.get("downloadURL")
         response = None
         if url and not _url_expired(info):
@@ -219,14 +223,17 @@ def download_export(api: ApiClient, number: str, job: _Job, folder) -> Any:
                 return read_export_file(path, "tokenflex", what)
             if response.status_code not in (401, 403, 404, 410):
                 raise ApiError(f"{what}: download {safe_url(url)} failed: HTTP {response.status_code}")
-        if attempt > JOB_RETRIES:
+        if attempt > URL_RENEWALS:
             break
         log.info("%s: download URL %s; refreshing it", what,
                  "missing or expired" if response is None else f"refused (HTTP {response.status_code})")
-        refreshed = api.post(f"{_request_path(number, job.key)}/refreshUrl")
-        body = refreshed.json() if refreshed.content else {}
+        refreshed = api.post(f"{_request_path(number, job.key)}/refreshUrl", raise_for_status=False)
+        try:
+            body = refreshed.json() if refreshed.is_success and refreshed.content else {}
+        except ValueError:
+            body = {}
         info = body if (body.get("downloadUrl") or body.get("downloadURL")) else api.get_json(_request_path(number, job.key))
-    raise ApiError(f"{what}: the download URL stays expired or refused after {JOB_RETRIES} refreshes")
+    raise ApiError(f"{what}: the download URL stays expired or refused after {URL_RENEWALS} refreshes")
 
 
 def usage_for_range(api: ApiClient, settings: Settings, number: str, start: date, end: date,
