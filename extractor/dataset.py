@@ -444,7 +444,14 @@ class Transaction:
         con = self.dd.connect()
         try:
             for dataset, writes in self._writes.items():
-                r, d, n = self._merge(con, DATASETS[dataset], writes)
+                try:
+                    r, d, n = self._merge(con, DATASETS[dataset], writes)
+                except duckdb.OutOfMemoryException as err:  # e.g. a file with a thousand extra columns
+                    sources = ", ".join(sorted({w.source for w in writes}))[:300]
+                    raise UsageError(
+                        f"{sources}: merging into {dataset} ran out of memory (APS_USAGE_DUCKDB_MEMORY="
+                        f"{DUCKDB_MEMORY_LIMIT}; raise it, or drop unneeded columns): {str(err).splitlines()[0]}"
+                    ) from None
                 renames += r
                 deletes += d
                 self.rows_written[dataset] = n
