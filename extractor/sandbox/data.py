@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -139,6 +140,26 @@ def _take(values: Sequence, index: np.ndarray, type_=pa.string()) -> pa.Array:
     if index.size and index.min() < 0:
         return dictionary.take(pa.array(index, mask=index < 0))
     return dictionary.take(pa.array(index))
+
+
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sandbox-gen")
+
+
+def _materialize(columns: dict) -> pa.Table:
+    """Build a table whose values may be callables; big ones run on two threads (Arrow's take
+    releases the GIL, and string gathers dominate the generation time)."""
+    names = list(columns)
+    thunks = [columns[n] if callable(columns[n]) else (lambda v=columns[n]: v) for n in names]
+    arrays = list(_POOL.map(lambda f: f(), thunks))
+    return pa.table(dict(zip(names, arrays)))
+
+
+def _hex_ids(values: np.ndarray, width: int = 12) -> pa.Array:
+    """Upper-case hex strings of fixed width, vectorised (no Python loop per row)."""
+    shifts = np.arange(width - 1, -1, -1, dtype=np.uint64) * np.uint64(4)
+    digits = (values.astype(np.uint64)[:, None] >> shifts[None, :]) & np.uint64(15)
+    chars = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)[digits.astype(np.int64)]
+    return pa.array(np.ascontiguousarray(chars).view(f"S{width}").ravel()).cast(pa.string())
 
 
 def _dates(day_numbers: np.ndarray) -> pa.Array:
@@ -478,35 +499,39 @@ def _premium_tables(people, ctx, team_rows, slots, user, product, coll, source, 
     contract = np.where(source == FLEX, len(team_rows), team)
     user_pa = pa.array(user)
 
-    usage = pa.table({
+    def person(column):
+        return lambda: pt[column].take(user_pa)
+
+    usage = _materialize({
         "usage_date": _dates(day_num),
         "usage_month": _dates(month),
         "usage_week": _dates(week),
-        "context_id": pt["context_id"].take(user_pa),
-        "team_name": pt["team_name"].take(user_pa),
-        "product_name": _take(line_names, line),
-        "child_product_name": _take([p.name for p in PRODUCTS], product),
-        "product_line_code": _take(line_codes, line),
-        "feature_id": _take([p.code for p in PRODUCTS], product),
-        "version": _take(VERSIONS, version_index),
-        "minor_version": _take(minor_vocab, minor_index),
-        "source": _take(SOURCES, source),
+        "context_id": person("context_id"),
+        "team_name": person("team_name"),
+        "product_name": lambda: _take(line_names, line),
+        "child_product_name": lambda: _take([p.name for p in PRODUCTS], product),
+        "product_line_code": lambda: _take(line_codes, line),
+        "feature_id": lambda: _take([p.code for p in PRODUCTS], product),
+        "version": lambda: _take(VERSIONS, version_index),
+        "minor_version": lambda: _take(minor_vocab, minor_index),
+        "source": lambda: _take(SOURCES, source),
         "tokens": pa.array(tokens, mask=np.isnan(tokens)),
-        "user_id": pt["user_id"].take(user_pa),
-        "hashed_user_id": pt["hashed_user_id"].take(user_pa),
-        "email": pt["email"].take(user_pa),
-        "first_name": pt["first_name"].take(user_pa),
-        "last_name": pt["last_name"].take(user_pa),
-        "full_name": pt["full_name"].take(user_pa),
-        "user_name": pt["user_name"].take(user_pa),
+        "user_id": person("user_id"),
+        "hashed_user_id": person("hashed_user_id"),
+        "email": person("email"),
+        "first_name": person("first_name"),
+        "last_name": person("last_name"),
+        "full_name": person("full_name"),
+        "user_name": person("user_name"),
         "is_parent_product": pa.array(via_collection.astype(np.int64)),
         "is_product_versioned": pa.array((~is_cloud).astype(np.int64)),
-        "reporting_entity_id": _take(sub_flat, sub_index),
-        "contract_number": _take(agreement + [TOKENFLEX_CONTRACT_NUMBER], contract),
-        "offering_name": _take(offering_vocab, offering),
-        "subscription_id": _take(sub_flat, sub_index),
+        "reporting_entity_id": lambda: _take(sub_flat, sub_index),
+        "contract_number": lambda: _take(agreement + [TOKENFLEX_CONTRACT_NUMBER], contract),
+        "offering_name": lambda: _take(offering_vocab, offering),
         "user_index": user_pa,
     })
+    # reportingEntityId is the subscription id: share the column instead of gathering it twice
+    usage = usage.add_column(usage.num_columns - 1, "subscription_id", usage["reporting_entity_id"])
 
     # Seat assignments: every (user, sus offering) slot, including slots never used (inactive users).
     sus = (slots["source"] == SUS) & ~people["tf_only"][slots["user"]]
@@ -616,50 +641,57 @@ def _contract_years(start: dt.date, end: dt.date):
 
 
 def _tokenflex_usage(rng, people, ctx, user, product, version, day_num, is_cloud, contract_years) -> pa.Table:
-    """One CHARGED session per flex usage day (plus some FREE re-launches and a few manual rows)."""
+    """One CHARGED session per flex usage day (plus some FREE re-launches the same day)."""
     pt = ctx["table"]
     n = len(user)
     free = rng.random(n) < 0.2  # a second, free session the same day
     idx = np.concatenate([np.arange(n), np.nonzero(free)[0]])
     charged = np.concatenate([np.ones(n, bool), np.zeros(int(free.sum()), bool)])
-    user, product, version, day_num, is_cloud = user[idx], product[idx], version[idx], day_num[idx], is_cloud[idx]
     m = len(idx)
-    tokens_per_day = np.array([p.tokens_per_day for p in PRODUCTS], dtype=np.float64)
-    tokens = np.where(charged, tokens_per_day[product], 0.0)
     minutes = rng.integers(10, 480, m).astype(np.float64)
     start_minute = rng.integers(7 * 60, 12 * 60, m) + np.where(charged, 0, 300)
+    item_ids = rng.integers(0, 2**47, m)
+    # sort sessions by day, then start time, before building any column (one gather, not two)
+    order = np.lexsort((item_ids, start_minute, day_num[idx]))
+    idx, charged, minutes, start_minute, item_ids = idx[order], charged[order], minutes[order], start_minute[order], item_ids[order]
+    user, product, version, day_num, is_cloud = user[idx], product[idx], version[idx], day_num[idx], is_cloud[idx]
+    tokens_per_day = np.array([p.tokens_per_day for p in PRODUCTS], dtype=np.float64)
+    tokens = np.where(charged, tokens_per_day[product], 0.0)
     start_us = (day_num.astype(np.int64) * 86400 + start_minute * 60) * 1_000_000
     end_us = start_us + (minutes * 60 * 1_000_000).astype(np.int64)
     year_starts = np.array([(y[1] - EPOCH).days for y in contract_years])
     contract_year = np.searchsorted(year_starts, day_num, side="right")
     user_pa = pa.array(user)
+    team = people["team"][user]
     codes = [p.code for p in PRODUCTS]
     feature_vocab = [f"{c}_{v}_0F" for c in codes for v in VERSIONS]
     feature = np.where(is_cloud, -1, product * len(VERSIONS) + version)
-    charged_item = [f"{x:012X}" for x in (rng.integers(0, 2**47, m))]
-    machine = np.asarray(user) % 997
-    custom_sources = ["geo", "department", "cost_center", "country", "city", None, "skill_level", "team_name",
-                      None, None]
+    machine = user % 997
+    first_project = pa.array([p.split(";")[0] for p in people["project"]])
+
+    def person(column):
+        return lambda: pt[column].take(user_pa)
+
     table = {
-        "contract_number": pa.array([TOKENFLEX_CONTRACT_NUMBER] * m),
+        "contract_number": lambda: _take((TOKENFLEX_CONTRACT_NUMBER,), np.zeros(m, np.int64)),
         "usage_date": _dates(day_num),
         "usage_month": _dates(_month_start(day_num)),
         "contract_year": pa.array(contract_year.astype(np.int64)),
-        "usage_category": _take(("DESKTOP_PRODUCT", "CLOUD_PRODUCT"), is_cloud.astype(int)),
-        "charge_category": _take(("FREE", "CHARGED"), charged.astype(int)),
-        "product_line_code": _take(codes, product),
-        "product_name": _take([p.name for p in PRODUCTS], product),
-        "product_version": _take(VERSIONS, np.where(is_cloud, -1, version)),
-        "product_feature_code": _take(feature_vocab, feature),
-        "user_name": pt["tokenflex_user_name"].take(user_pa),
-        "machine_name": _take([f"WS-{k:04d}" for k in range(997)], machine),
-        "license_server_name": _take(("LICSRV-NY", "LICSRV-EU", "LICSRV-AP", "LICSRV-DE"), people["team"][user] % 4),
-        "usage_type": _take(("Normal", "Borrowed"), (machine % 17 == 0).astype(int)),
-        "charged_item_id": pa.array(charged_item),
+        "usage_category": lambda: _take(("DESKTOP_PRODUCT", "CLOUD_PRODUCT"), is_cloud.astype(int)),
+        "charge_category": lambda: _take(("FREE", "CHARGED"), charged.astype(int)),
+        "product_line_code": lambda: _take(codes, product),
+        "product_name": lambda: _take([p.name for p in PRODUCTS], product),
+        "product_version": lambda: _take(VERSIONS, np.where(is_cloud, -1, version)),
+        "product_feature_code": lambda: _take(feature_vocab, feature),
+        "user_name": person("tokenflex_user_name"),
+        "machine_name": lambda: _take([f"WS-{k:04d}" for k in range(997)], machine),
+        "license_server_name": lambda: _take(("LICSRV-NY", "LICSRV-EU", "LICSRV-AP", "LICSRV-DE"), team % 4),
+        "usage_type": lambda: _take(("Normal", "Borrowed"), (machine % 17 == 0).astype(int)),
+        "charged_item_id": lambda: _hex_ids(item_ids),
         "session_start_date": pa.array(start_us, type=pa.timestamp("us", tz="UTC")),
         "session_end_date": pa.array(end_us, type=pa.timestamp("us", tz="UTC")),
-        "hub_name": _take(("ACME Hub",), np.where(is_cloud, 0, -1)),
-        "project_name": pa.array([p.split(";")[0] for p in pt["project"].take(user_pa).to_pylist()]),
+        "hub_name": lambda: _take(("ACME Hub",), np.where(is_cloud, 0, -1)),
+        "project_name": lambda: first_project.take(user_pa),
         "job_status": pa.nulls(m, pa.string()),
         "reason_type": pa.nulls(m, pa.string()),
         "token_pool": pa.nulls(m, pa.string()),
@@ -667,23 +699,21 @@ def _tokenflex_usage(rng, people, ctx, user, product, version, day_num, is_cloud
         "usage_minutes": pa.array(minutes),
         "usage_hours": pa.array(np.round(minutes / 60.0, 4)),
         "use_count": pa.array(np.ones(m, np.int64)),
-        "license_server_time_zone_offset": _take(("-5:00", "0:00", "+8:00", "+1:00"), people["team"][user] % 4),
+        "license_server_time_zone_offset": lambda: _take(("-5:00", "0:00", "+8:00", "+1:00"), team % 4),
         "user_index": user_pa,
     }
-    for k, src in enumerate(custom_sources, start=1):
-        if src is None:
-            if k == 6:
-                table[f"custom_field{k}"] = table["project_name"]
-            elif k == 9:
-                table[f"custom_field{k}"] = _take(("Employee", "Contractor"), (np.asarray(user) % 9 == 0).astype(int))
-            else:
-                table[f"custom_field{k}"] = _take(("NY1", "LN2", "SG3", "MU4"), people["team"][user] % 4)
+    # customField1..10, in the order of ENRICHMENT_NAMES
+    sources = {1: "geo", 2: "department", 3: "cost_center", 4: "country", 5: "city", 7: "skill_level", 8: "team_name"}
+    for k in range(1, 11):
+        if k in sources:
+            table[f"custom_field{k}"] = person(sources[k])
+        elif k == 6:
+            table[f"custom_field{k}"] = lambda: first_project.take(user_pa)
+        elif k == 9:
+            table[f"custom_field{k}"] = lambda: _take(("Employee", "Contractor"), (user % 9 == 0).astype(int))
         else:
-            table[f"custom_field{k}"] = pt[src].take(user_pa)
-    result = pa.table(table)
-    order = pc.sort_indices(result, [("usage_date", "ascending"), ("session_start_date", "ascending"),
-                                      ("charged_item_id", "ascending")])
-    return result.take(order)
+            table[f"custom_field{k}"] = lambda: _take(("NY1", "LN2", "SG3", "MU4"), team % 4)
+    return _materialize(table)
 
 
 def _contracts_table(contract: dict, years, tf: pa.Table, end: dt.date) -> pa.Table:
