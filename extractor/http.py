@@ -144,6 +144,23 @@ def safe_url(url: str | httpx.URL) -> str:
     return f"{parts.netloc}{parts.path}" + ("?***" if parts.query else "")
 
 
+def presigned_url_expired(url: str, now: float | None = None, margin: float = 1.0) -> bool:
+    """True when an S3-style pre-signed URL (``X-Amz-Date`` + ``X-Amz-Expires``) is past its
+    expiry; False when the URL does not say (the download is then tried and a 403 renews it)."""
+    from datetime import datetime, timezone
+    from urllib.parse import parse_qs
+
+    query = {k.lower(): v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    stamp, lifetime = query.get("x-amz-date"), query.get("x-amz-expires")
+    if not stamp or lifetime is None:
+        return False
+    try:
+        signed = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp()
+        return signed + float(lifetime) - margin <= (time.time() if now is None else now)
+    except ValueError:
+        return False
+
+
 class ApiClient:
     """``get/post/delete(path)`` against ``settings.base_url`` with retries and auth headers."""
 

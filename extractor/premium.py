@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -21,7 +21,7 @@ from .apirows import empty_table, filter_dates, read_export_file, scratch_dir, t
 from .config import Settings
 from .dataset import DataDir, Replace
 from .errors import ApiError, InputError
-from .http import ApiClient, safe_url
+from .http import ApiClient, presigned_url_expired, safe_url
 from .incremental import DEFAULT_LAG_DAYS, month_windows, plan_range, state_entry
 from .logs import log, progress
 from .personal import hash_personal_columns, load_salt
@@ -301,21 +301,23 @@ def run_export(api: ApiClient, team_id: str, reports: list[str]) -> dict:
     raise ApiError(f"{last}; gave up after {JOB_RESUBMITS} resubmissions")
 
 
-def _download_expired(download: dict) -> bool:
+def _download_expired(download: dict, url: str) -> bool:
+    """Past its expiry, by an ``expir*`` field of the download object or by the URL itself."""
     for key, value in download.items():
-        if "expir" in key.lower() and value:
+        if "expir" in key.lower() and value not in (None, ""):
             try:
-                from datetime import datetime
-
+                stamp = float(value)
+                return (stamp / 1000 if stamp > 1e11 else stamp) <= time.time()
+            except (TypeError, ValueError):
+                pass
+            try:
                 when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-                return when.timestamp() <= time.time()
             except ValueError:
-                try:
-                    stamp = float(value)
-                    return (stamp / 1000 if stamp > 1e11 else stamp) <= time.time()
-                except ValueError:
-                    return False
-    return False
+                continue
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            return when.timestamp() <= time.time()
+    return presigned_url_expired(url)
 
 
 def fetch_downloads(api: ApiClient, export: dict, folder: Path, what: str) -> list[tuple[str, Path]]:
@@ -330,7 +332,7 @@ def fetch_downloads(api: ApiClient, export: dict, folder: Path, what: str) -> li
             if not url:
                 raise ApiError(f"{what}: download {index + 1} has no URL")
             path = folder / f"{export_id}-{index + 1}"
-            response = None if _download_expired(item) else api.download_to(url, path)
+            response = None if _download_expired(item, url) else api.download_to(url, path)
             if response is not None and response.is_success:
                 files.append((str(item.get("type") or "").upper(), path))
                 break

@@ -20,7 +20,7 @@ from .apirows import empty_table, filter_dates, read_export_file, scratch_dir, t
 from .config import Settings
 from .dataset import DataDir, Replace
 from .errors import ApiError, InputError
-from .http import ApiClient, safe_url
+from .http import ApiClient, presigned_url_expired, safe_url
 from .incremental import DEFAULT_LAG_DAYS, plan_range, state_entry
 from .logs import log, progress
 from .personal import hash_personal_columns, load_salt
@@ -157,10 +157,10 @@ def submit_export(api: ApiClient, number: str, category: str, start: date, end: 
         raise ApiClient.error_for(response, f"POST tokenflex/v1/export/{number}/requests ({category})")
 
 
-def _url_expired(info: dict) -> bool:
+def _url_expired(info: dict, url: str) -> bool:
     value = info.get("downloadUrlExpireDate")
     if not value:
-        return False
+        return presigned_url_expired(url)
     try:
         when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
@@ -216,7 +216,7 @@ def download_export(api: ApiClient, number: str, job: _Job, folder) -> Any:
     for attempt in range(1, URL_RENEWALS + 2):
         url = info.get("downloadUrl") or info.get("downloadURL")
         response = None
-        if url and not _url_expired(info):
+        if url and not _url_expired(info, url):
             path = folder / f"{number}-{job.category.lower()}.csv"
             response = api.download_to(url, path)
             if response.is_success:

@@ -142,3 +142,14 @@ def test_token_bucket_allows_the_burst_then_the_sustained_rate():
 def test_safe_url_never_keeps_the_query():
     url = "https://bucket.s3.amazonaws.com/exports/a.csv?X-Amz-Signature=abc&X-Amz-Credential=def"
     assert safe_url(url) == "bucket.s3.amazonaws.com/exports/a.csv?***"
+
+
+def test_presigned_url_expiry_is_read_from_the_url():
+    from extractor.http import presigned_url_expired
+
+    url = ("https://b.s3.amazonaws.com/f.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20261122T020000Z"
+           "&X-Amz-Expires=300&X-Amz-Signature=abc")
+    signed = 1795312800.0  # 2026-11-22T02:00:00Z
+    assert not presigned_url_expired(url, now=signed + 100)
+    assert presigned_url_expired(url, now=signed + 300)
+    assert not presigned_url_expired("https://example.com/file.csv?token=x", now=signed)
