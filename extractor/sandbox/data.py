@@ -548,6 +548,9 @@ def _premium_tables(people, ctx, team_rows, slots, user, product, coll, source, 
     recent = sus_rows & (day_num > end_num - 30)
     uniq = np.unique(key[recent] * 100000 + day_num[recent])
     days_used = np.bincount(uniq // 100000, minlength=len(last_used)) if uniq.size else np.zeros(len(last_used), np.int64)
+    all_days = np.unique(key[sus_rows] * 100000 + day_num[sus_rows])
+    days_total = np.bincount(all_days // 100000, minlength=len(last_used)) if all_days.size else np.zeros(len(last_used), np.int64)
+    window_days = max(1, int(day_num.max() - day_num.min() + 1)) if day_num.size else 1
     akey = au * n_off + ao
     last = last_used[akey]
     ateam = people["team"][au]
@@ -578,6 +581,7 @@ def _premium_tables(people, ctx, team_rows, slots, user, product, coll, source, 
         "last_accessed": pa.array(last.astype(np.int32), type=pa.date32(), mask=last < 0),
         "days_inactive": pa.array(np.where(last >= 0, end_num - last, -1), mask=last < 0),
         "days_used": pa.array(days_used[akey]),
+        "monthly_average": pa.array(np.round(days_total[akey] * 30.0 / window_days, 2)),
         "user_index": au_pa,
     })
 

@@ -32,6 +32,20 @@ USAGE_COLUMNS = [
     ("source", "usage_type", "Usage Type"),
     ("subscription_id", "subscription_id", "Subscription ID"),
     ("contract_number", "contract_number", "Contract Number"),
+    ("access_method", "access_method", "Access Method"),
+    ("access_option", "access_option", "Access Option"),
+    ("plan", "plan", "Plan"),
+    ("term", "term", "Term"),
+    ("role", "role", "Role"),
+    ("account_status", "account_status", "Account Status"),
+    ("seat_quantity", "seat_quantity", "Seat Quantity"),
+    ("subscription_status", "subscription_status", "Subscription Status"),
+    ("start_date", "start_date", "Start Date"),
+    ("end_date", "end_date", "End Date"),
+    ("autorenew_date", "autorenew_date", "Autorenew Date"),
+    ("contract_manager_email", "contract_manager_email", "Contract Manager Email"),
+    ("reseller_name", "reseller_name", "Reseller Name"),
+    ("reseller_email", "reseller_email", "Reseller Email"),
 ]
 USERS_COLUMNS = [
     ("team_name", "team_alias", "Team"),
@@ -56,6 +70,7 @@ USERS_2026_EXTRA = [
     ("last_accessed", "last_accessed", "Last Accessed"),
     ("days_inactive", "days_inactive", "Days Inactive"),
     ("days_used", "days_used", "Days Used"),
+    ("monthly_average", "monthly_average", "Monthly Average"),
     ("team_name", "group", "Group"),
 ]
 SUBSCRIPTIONS_COLUMNS = [
@@ -114,9 +129,25 @@ def usage_rows(data: SandboxData, *, start: dt.date | None = None, end: dt.date 
 
 
 def usage_report(data: SandboxData, naming: str = "old", *, hide_personal: bool = False, **kw) -> pa.Table:
-    t = usage_rows(data, **kw)
-    t = t.take(pc.sort_indices(t, [("usage_date", "ascending"), ("hashed_user_id", "ascending"),
-                                    ("child_product_name", "ascending"), ("version", "ascending")]))
+    """Usage rows joined with their subscription and seat (as Autodesk Account's usage export)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("u", usage_rows(data, **kw))
+    con.register("s", data.subscriptions)
+    con.register("a", data.users)
+    t = con.sql("""
+        SELECT u.*, s.plan, s.term, s.seat_quantity, s.subscription_status, s.start_date, s.end_date,
+               s.autorenew_date, s.contract_manager_email, s.reseller_name, s.reseller_email,
+               CASE u.source WHEN 'sus' THEN 'Named User' WHEN 'flex' THEN 'Flex' ELSE 'Pay Per Use' END AS access_method,
+               CASE u.source WHEN 'sus' THEN 'Single User' WHEN 'flex' THEN 'Token Flex' ELSE 'Pay Per Use' END
+                 AS access_option,
+               coalesce(a.role, 'User') AS role, coalesce(a.account_status, 'Active') AS account_status
+        FROM u LEFT JOIN s USING (subscription_id)
+        LEFT JOIN a ON a.user_index = u.user_index AND a.offering_name = u.offering_name
+        ORDER BY u.usage_date, u.hashed_user_id, u.child_product_name, u.version, u.source
+    """).to_arrow_table()
+    con.close()
     return _select(t, USAGE_COLUMNS, naming, hide_personal)
 
 

@@ -62,7 +62,8 @@ def test_generate_old_naming(tmp_path):
     assert len(files) == 6 and "user_metadata.csv" in files and not any(f.endswith(".tmp") for f in files)
     usage = _read_csv(next(tmp_path.glob("usage_report_*.csv")))
     assert {"access_method", "day_used", "email", "hashed_autodesk_id", "offering_name", "product_name", "tokens_used",
-            "team_alias"} - {"access_method"} <= set(usage[0])
+            "team_alias", "plan", "term", "seat_quantity"} <= set(usage[0])
+    assert {r["access_method"] for r in usage} >= {"Named User", "Flex"}
     assert min(r["day_used"] for r in usage) >= "2026-09-01"
     users = _read_csv(tmp_path / "user_report.csv")
     assert {"access_method", "offering_name", "email"} <= set(users[0])

@@ -224,3 +224,20 @@ def test_outstanding_export_limit(sandbox_factory):
         body = {"metrics": ["useCount"], "downloadFileName": "x"}
         codes = [api.post(f"/tokenflex/v1/export/{n}/requests", json=body).status_code for _ in range(51)]
         assert codes[:50] == [200] * 50 and codes[50] == 429
+
+
+def test_query_pagination_all_pages_equal_total_no_duplicates(api, db, n):
+    body = {"fields": ["usageDate", "userName", "productName", "productVersion", "machineName"], "metrics": ["useCount"]}
+    qid = api.post(f"/tokenflex/v1/usage/{n}/query", json=body).json()["id"]
+    first = wait_for(lambda: api.get(f"/tokenflex/v1/usage/{n}/query/{qid}").json(), lambda j: j["status"] == "DONE")
+    total = first["result"]["total"]
+    assert len(first["result"]["rows"]) == 100 and first["result"]["limit"] == 100
+    rows, offset = [], 0
+    while offset < total + 250:
+        page = api.get(f"/tokenflex/v1/usage/{n}/query/{qid}", params={"offset": offset, "limit": 250}).json()["result"]
+        rows += [tuple(r) for r in page["rows"]]
+        offset += 250
+    expected = db.execute("SELECT count(*) FROM (SELECT DISTINCT usage_date, user_name, product_name, product_version, "
+                          "machine_name FROM tf)").fetchone()[0]
+    assert len(rows) == total == expected and len(set(rows)) == total
+    assert api.get(f"/tokenflex/v1/usage/{n}/query/{qid}", params={"limit": 10_001}).status_code == 400
