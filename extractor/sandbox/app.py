@@ -362,7 +362,14 @@ def create_app(
             return await bad_method(request, exc)
         return api_error(exc.status_code, "HTTP_ERROR", str(exc.detail))
 
-    app = Starlette(routes=routes, exception_handlers={ApiProblem: problem_handler, HTTPException: http_exception})
+    async def unexpected(request: Request, exc: Exception):
+        import logging
+
+        logging.getLogger("aps_usage.sandbox").exception("sandbox error on %s", request.url.path)
+        return api_error(500, "INTERNAL_ERROR", f"Sandbox error: {type(exc).__name__}")
+
+    app = Starlette(routes=routes, exception_handlers={ApiProblem: problem_handler, HTTPException: http_exception,
+                                                       Exception: unexpected})
     app.state.sandbox = sb
     app.state.data = data
     from .middleware import FaultMiddleware
