@@ -139,7 +139,7 @@ def publish(
 
         if "html" in formats:
             with progress("Writing the HTML report", total=1, quiet=settings.quiet) as task:
-                result.report = build_report(con, marts, bi_dir / REPORT_NAME, vars_overrides)
+                result.report = build_report(con, marts, bi_dir / REPORT_NAME, vars_overrides, settings.data_dir)
                 result.outputs["html"] = [result.report.path]
                 task.advance()
 

@@ -27,7 +27,6 @@ from .warehouse import MARTS_SCHEMA, Mart, quote_ident
 log = logging.getLogger("aps_usage")
 
 TOP_ROWS = 15
-DBT_PROJECT_YML = Path(__file__).resolve().parents[2] / "dbt_project" / "dbt_project.yml"
 
 # Runs before anything else on the page: collects errors for the headless-browser check.
 _ERROR_COLLECTOR = """
@@ -83,15 +82,37 @@ def default_vars() -> dict[str, object]:
     try:
         import yaml
 
-        return dict(yaml.safe_load(DBT_PROJECT_YML.read_text(encoding="utf-8")).get("vars") or {})
-    except (OSError, ImportError, AttributeError, ValueError) as err:
-        log.debug("cannot read dbt vars from %s: %s", DBT_PROJECT_YML, err)
+        from ..build import dbt_project_dir
+
+        project_yml = dbt_project_dir() / "dbt_project.yml"
+        return dict(yaml.safe_load(project_yml.read_text(encoding="utf-8")).get("vars") or {})
+    except Exception as err:  # no dbt project at hand: the marts' own var columns still show
+        log.debug("cannot read the dbt vars: %s", err)
         return {}
 
 
-def effective_vars(con: duckdb.DuckDBPyConnection, marts: list[Mart], overrides: dict | None) -> dict[str, object]:
-    """Thresholds used by the build: marts that carry a var as a column win over the defaults."""
+def last_build_vars(data_dir: Path | None) -> dict[str, object]:
+    """The --var overrides of the last dbt build (dbt records them in run_results.json)."""
+    if data_dir is None:
+        return {}
+    try:
+        args = json.loads((data_dir / "dbt" / "target" / "run_results.json").read_text(encoding="utf-8"))["args"]
+        found = args.get("vars") or {}
+        if isinstance(found, str):  # older dbt keeps the YAML text
+            import yaml
+
+            found = yaml.safe_load(found) or {}
+        return dict(found)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def effective_vars(con: duckdb.DuckDBPyConnection, marts: list[Mart], overrides: dict | None,
+                   data_dir: Path | None = None) -> dict[str, object]:
+    """Thresholds used by the build: defaults, then the last build's overrides, then the values
+    the marts carry as columns (they are what the rows were computed with)."""
     values = default_vars()
+    values.update(last_build_vars(data_dir))
     values.update(overrides or {})
     for mart in marts:
         for name in values:
@@ -156,7 +177,8 @@ def _chart_html(con: duckdb.DuckDBPyConnection, spec: ChartSpec, mart: Mart | No
     return f"<div class=\"chart\">{div}</div>"
 
 
-def build_report(con: duckdb.DuckDBPyConnection, marts: list[Mart], dest: Path, vars_overrides: dict | None = None) -> ReportResult:
+def build_report(con: duckdb.DuckDBPyConnection, marts: list[Mart], dest: Path, vars_overrides: dict | None = None,
+                 data_dir: Path | None = None) -> ReportResult:
     """Write the report page atomically; charts whose data is missing are listed, not fatal."""
     by_name = {m.name: m for m in marts}
     result = ReportResult(path=dest, charts_expected=len(CHARTS))
@@ -186,7 +208,7 @@ def build_report(con: duckdb.DuckDBPyConnection, marts: list[Mart], dest: Path, 
     as_of = as_of_date(con, marts)
     var_rows = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_cell(v) if v is not None else '(latest usage date)')}</td></tr>"
-        for k, v in sorted(effective_vars(con, marts, vars_overrides).items())
+        for k, v in sorted(effective_vars(con, marts, vars_overrides, data_dir).items())
     )
     mart_rows = "".join(f"<tr><td>{html.escape(m.name)}</td><td class=\"num\">{m.rows:,}</td></tr>" for m in marts)
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -71,3 +71,16 @@ def test_every_chart_reads_a_contracted_mart():
     contract = (Path(__file__).resolve().parents[2] / "docs" / "use-cases.md").read_text(encoding="utf-8")
     for spec in CHARTS:
         assert f"`{spec.mart}`" in contract, spec.mart
+
+
+def test_thresholds_shown_are_the_ones_the_build_used(fake_data_dir):
+    data_dir, _ = fake_data_dir
+    target = data_dir / "dbt" / "target"
+    target.mkdir(parents=True)
+    (target / "run_results.json").write_text('{"args": {"vars": {"token_price": 2.5, "inactive_days": 45}}}')
+    publish(Settings(data_dir=data_dir), {"html"})
+    page = (data_dir / "bi" / "report.html").read_text(encoding="utf-8")
+    assert "<td>token_price</td><td>2.50</td>" in page  # from the last build's --var
+    # the marts were computed with inactive_days = 30 (their column): the rows win over the build args
+    assert "<td>inactive_days</td><td>30</td>" in page
+    assert "<td>multi_product_min_days</td><td>5</td>" in page  # dbt_project.yml default
