@@ -267,8 +267,14 @@ class DataDir:
 
     # ---- locking and recovery ----------------------------------------------------------
     @contextmanager
-    def lock(self, purpose: str, wait: float = 0.0) -> Iterator["DataDir"]:
-        """Hold the data dir for one writer. Waits up to ``wait`` seconds, then LockedError."""
+    def lock(self, purpose: str, wait: float | None = None) -> Iterator["DataDir"]:
+        """Hold the data dir for one writer. Waits up to ``wait`` seconds (default: env
+        APS_USAGE_LOCK_WAIT, else 0), then LockedError."""
+        if wait is None:
+            try:
+                wait = float(os.environ.get("APS_USAGE_LOCK_WAIT", "0"))
+            except ValueError:
+                raise UsageError("APS_USAGE_LOCK_WAIT must be a number of seconds") from None
         if self._lock_fd is not None:  # re-entrant within one object
             yield self
             return
@@ -285,7 +291,7 @@ class DataDir:
                     os.close(fd)
                     raise LockedError(
                         f"data dir {self.root} is in use by another aps-usage run ({holder}); "
-                        "wait for it to finish, or run again with --wait SECONDS"
+                        "wait for it to finish, or set APS_USAGE_LOCK_WAIT=SECONDS to queue behind it"
                     ) from None
                 time.sleep(0.2)
         try:
