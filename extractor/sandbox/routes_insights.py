@@ -24,6 +24,12 @@ from .fields import PREMIUM_FIELDS, PREMIUM_METRICS
 
 ENCODINGS = ("plain", "gzip", "zip")
 SHEET_NAMES = {"SUBSCRIPTIONS": "Subscriptions", "USERS": "Users", "USAGE": "Usage", "USAGE_REPORT": "Usage Report"}
+# Accept-Language localises EXCEL sheet names (a few languages are enough to make clients robust to it)
+LOCALISED_SHEETS = {
+    "de": {"SUBSCRIPTIONS": "Abonnements", "USERS": "Benutzer", "USAGE": "Nutzung"},
+    "fr": {"SUBSCRIPTIONS": "Abonnements", "USERS": "Utilisateurs", "USAGE": "Utilisation"},
+    "es": {"SUBSCRIPTIONS": "Suscripciones", "USERS": "Usuarios", "USAGE": "Uso"},
+}
 
 
 def routes(sb: Sandbox) -> list[Route]:
@@ -81,8 +87,10 @@ def routes(sb: Sandbox) -> list[Route]:
         body = await _json_body(request)
         spec = _validate_export(sb, body)
         job = new_job(sb, "premium-export", fails="job-error" in request.state.faults)
+        language = request.headers.get("accept-language", "en")[:2].lower()
         with sb.lock:
-            job.extra = {**spec, "seq": sum(1 for j in sb.jobs.values() if j.kind == "premium-export")}
+            job.extra = {**spec, "seq": sum(1 for j in sb.jobs.values() if j.kind == "premium-export"),
+                         "sheets": {**SHEET_NAMES, **LOCALISED_SHEETS.get(language, {})}}
         return JSONResponse(_export_object(sb, request, job, status="SUBMITTED"))
 
     async def get_export(request: Request):
@@ -248,7 +256,7 @@ def _prepare_files(sb: Sandbox, job: Job) -> None:
     files: list[tuple[str, str]] = []
     if x["outputFormat"] == "EXCEL":
         file_id = f"{job.id}-0"
-        sb.downloads[file_id] = DownloadFile(file_id, lambda: _xlsx(tables), f"export-{job.id}.xlsx", "xlsx")
+        sb.downloads[file_id] = DownloadFile(file_id, lambda: _xlsx(tables, x["sheets"]), f"export-{job.id}.xlsx", "xlsx")
         files.append(("EXCEL", file_id))
     else:
         k = 0
@@ -269,12 +277,12 @@ def _prepare_files(sb: Sandbox, job: Job) -> None:
     x["files"] = files
 
 
-def _xlsx(tables: list[tuple[str, str, pa.Table]]) -> bytes:
+def _xlsx(tables: list[tuple[str, str, pa.Table]], sheets: dict[str, str]) -> bytes:
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
     for report, stem, table in tables:
-        title = SHEET_NAMES[report] if report != "USAGE_REPORT" else stem.replace("_", " ").title()[:31]
+        title = sheets[report] if report != "USAGE_REPORT" else stem.replace("_", " ").title()[:31]
         ws = wb.create_sheet(title)
         ws.append(table.column_names)
         for batch in table.to_batches(50_000):

@@ -212,6 +212,11 @@ def test_json_and_excel_exports(api, sandbox):
     assert sum(1 for _ in wb["Subscriptions"].iter_rows()) == sandbox.data.subscriptions.num_rows + 1
     usage = list(wb["Usage"].iter_rows(values_only=True))
     assert usage[0][0] == "team_alias" and len(usage) > 10
+    r = api.post("/insights/v1/exports", json={"outputFormat": "EXCEL", "reports": ["USERS", "SUBSCRIPTIONS"]},
+                 headers={"Accept-Language": "de-DE"})
+    done = wait_for(lambda: api.get(f"/insights/v1/exports/{r.json()['id']}").json(), lambda j: j["status"] != "SUBMITTED")
+    wb = load_workbook(io.BytesIO(httpx.get(done["downloads"][0]["downloadURL"]).content), read_only=True)
+    assert wb.sheetnames == ["Benutzer", "Abonnements"]
 
 
 @pytest.mark.parametrize("body", [
