@@ -27,7 +27,7 @@ select
     {{ clean_text('version') }} as version,
     {{ clean_text('minor_version') }} as minor_version,
     {{ licensing_from('source') }} as licensing,
-    cast(coalesce(tokens, 0) as {{ dbt.type_float() }}) as tokens,
+    cast(coalesce(tokens, 0) as {{ type_double() }}) as tokens,
     {{ clean_text('contract_number') }} as contract_number,
     {{ clean_text('reporting_entity_id') }} as reporting_entity_id,
     _source,

@@ -25,7 +25,7 @@ cleaned as (
         {{ clean_text('version') }} as version,
         {{ licensing_from('usage_type', 'offering_name') }} as licensing,
         {{ clean_text('usage_type') }} as usage_type,
-        cast(coalesce(tokens, 0) as {{ dbt.type_float() }}) as tokens,
+        cast(coalesce(tokens, 0) as {{ type_double() }}) as tokens,
         {{ clean_text('subscription_id') }} as subscription_id,
         {{ clean_text('contract_number') }} as contract_number,
         _source,

@@ -31,7 +31,7 @@ select
     {{ clean_text('job_status') }} as job_status,
     {{ clean_text('reason_type') }} as reason_type,
     {{ clean_text('token_pool') }} as token_pool,
-    cast(coalesce(tokens_consumed, 0) as {{ dbt.type_float() }}) as tokens,
+    cast(coalesce(tokens_consumed, 0) as {{ type_double() }}) as tokens,
     usage_minutes,
     usage_hours,
     use_count,

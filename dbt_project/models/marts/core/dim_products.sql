@@ -5,6 +5,6 @@ select
     feature_code,
     product_line_code,
     is_collection,
-    cast(tokens_per_day as {{ dbt.type_float() }}) as tokens_per_day,
-    cast(annual_price as {{ dbt.type_float() }}) as annual_price
+    cast(tokens_per_day as {{ type_double() }}) as tokens_per_day,
+    cast(annual_price as {{ type_double() }}) as annual_price
 from {{ ref('product_catalog') }}

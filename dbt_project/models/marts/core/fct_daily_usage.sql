@@ -165,7 +165,7 @@ select
     licensing,
     source_system,
     cast(usage_date as date) as usage_date,
-    cast(coalesce(tokens, 0) as {{ dbt.type_float() }}) as tokens,
+    cast(coalesce(tokens, 0) as {{ type_double() }}) as tokens,
     extracted_at,
     cast({{ dbt.date_trunc('month', 'usage_date') }} as date) as usage_month
 from combined

@@ -1,0 +1,298 @@
+"""Benchmark: dbt build of the whole project on a large synthetic raw dataset (DuckDB).
+
+Prints, all measured in this run on this machine:
+- full build time (models and seeds, `aps-usage build` API) on N usage rows (default 10 million);
+- the same compiled SQL executed straight on DuckDB (no dbt): ratio = dbt overhead;
+- an incremental build after one new day of usage vs the full build;
+- the data tests' time on the full data, reported apart.
+
+    python bench/bench_build.py                 # 10 million usage rows
+    python bench/bench_build.py --rows 1000000  # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+
+from extractor.build import run_build  # noqa: E402
+from extractor.config import Settings  # noqa: E402
+from extractor.dataset import DataDir, full_schema  # noqa: E402
+from extractor.schemas import DATASETS  # noqa: E402
+
+END = dt.date(2026, 10, 31)
+DAYS = 365
+TEAMS = ["New York Office", "London Studio", "Singapore Hub", "Munich Engineering"]
+# (line name, product, line code, feature id): collection usage and standalone usage
+PRODUCTS = [
+    ("AEC Collection", "Revit", "AECCOL", "RVT"), ("AEC Collection", "AutoCAD", "AECCOL", "ACD"),
+    ("AEC Collection", "Civil 3D", "AECCOL", "CIV3D"), ("AEC Collection", "Navisworks Manage", "AECCOL", "NAVMAN"),
+    ("PDM Collection", "Inventor Professional", "PDCOLL", "INVPROSA"), ("PDM Collection", "Vault Professional", "PDCOLL", "VLTM"),
+    ("M&E Collection", "Maya", "MECOLL", "MAYA"), ("M&E Collection", "3ds Max", "MECOLL", "3DSMAX"),
+    ("AutoCAD", "AutoCAD", "ACD", "ACD"), ("Revit", "Revit", "RVT", "RVT"), ("Fusion", "Fusion", "F360", "F360"),
+    ("AutoCAD LT", "AutoCAD LT", "ACDLT", "ACDLT"), ("Civil 3D", "Civil 3D", "CIV3D", "CIV3D"),
+]
+VERSIONS = ["2023", "2024", "2025", "2026"]
+
+
+def _strings(values: list[str], index: np.ndarray) -> pa.Array:
+    return pa.array(np.array(values, dtype=object)[index], pa.string())
+
+
+def _write(folder: Path, name: str, table: pa.Table) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / name, row_group_size=1_000_000)
+
+
+def synthesize(data_dir: Path, rows: int, users: int, seed: int = 1) -> dict:
+    """Raw Parquet in the extractor's layout: premium_usage (90%) and tokenflex_usage (10%) rows."""
+    rng = np.random.default_rng(seed)
+    dd = DataDir(data_dir)
+    dd.ensure_schema_files()
+    extracted = pa.scalar(dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc), pa.timestamp("us", tz="UTC"))
+    user_ids = [f"U{i:07d}" for i in range(users)]
+    emails = [f"user{i}@bench.example" for i in range(users)]
+    start = END - dt.timedelta(days=DAYS - 1)
+    premium_rows = int(rows * 0.9)
+    counter = 0
+
+    def lineage(n: int, dataset: str):
+        nonlocal counter
+        hashes = pa.array([f"{dataset[:2]}{i:030x}" for i in range(counter, counter + n)], pa.string())
+        counter += n
+        return {"_source": pa.array(["bench"] * n, pa.string()),
+                "_extracted_at": pa.array(np.full(n, extracted.value), pa.timestamp("us", tz="UTC")),
+                "_row_hash": hashes}
+
+    spec = DATASETS["premium_usage"]
+    chunk = 1_000_000
+    for first in range(0, premium_rows, chunk):
+        n = min(chunk, premium_rows - first)
+        day = rng.integers(0, DAYS, n)
+        user = rng.integers(0, users, n)
+        product = rng.integers(0, len(PRODUCTS), n)
+        flex = rng.random(n) < 0.12
+        dates = np.array([np.datetime64(start) + int(d) for d in range(DAYS)])[day]
+        table = pa.table({
+            "usage_date": pa.array(dates.astype("datetime64[D]"), pa.date32()),
+            "usage_month": pa.array(dates.astype("datetime64[M]").astype("datetime64[D]"), pa.date32()),
+            "context_id": _strings(["4865648", "5012734", "5230981", "5477102"], user % 4),
+            "team_name": _strings(TEAMS, user % 4),
+            "product_name": _strings([p[0] for p in PRODUCTS], np.where(flex, 8, product)),
+            "child_product_name": _strings([p[1] for p in PRODUCTS], np.where(flex, 8, product)),
+            "product_line_code": _strings([p[2] for p in PRODUCTS], np.where(flex, 8, product)),
+            "feature_id": _strings([p[3] for p in PRODUCTS], np.where(flex, 8, product)),
+            "version": _strings(VERSIONS, rng.integers(0, len(VERSIONS), n)),
+            "source": _strings(["sus", "flex"], flex.astype(int)),
+            "tokens": pa.array(np.where(flex, 7.0, np.nan), pa.float64(), mask=~flex),
+            "user_id": _strings(user_ids, user),
+            "email": _strings(emails, user),
+        })
+        columns = {name: (table.column(name) if name in table.column_names else pa.nulls(n, spec.columns[name]))
+                   for name in spec.columns}
+        columns.update(lineage(n, "premium_usage"))
+        full = pa.table(columns, schema=full_schema(spec))
+        months = pa.compute.strftime(full.column("usage_date").cast(pa.timestamp("s")), "%Y-%m")
+        for month in sorted(set(months.to_pylist())):
+            part = full.filter(pa.compute.equal(months, month))
+            _write(dd.raw_dir / "premium_usage" / f"month={month}", f"bench-{first // chunk:03d}.parquet", part)
+
+    spec = DATASETS["tokenflex_usage"]
+    n = rows - premium_rows
+    day = rng.integers(0, DAYS, n)
+    user = rng.integers(0, users, n)
+    dates = np.array([np.datetime64(start) + int(d) for d in range(DAYS)])[day]
+    base = {
+        "contract_number": pa.array(["110001234567"] * n, pa.string()),
+        "usage_date": pa.array(dates.astype("datetime64[D]"), pa.date32()),
+        "usage_month": pa.array(dates.astype("datetime64[M]").astype("datetime64[D]"), pa.date32()),
+        "contract_year": pa.array(np.ones(n, dtype=np.int64)),
+        "usage_category": pa.array(["DESKTOP_PRODUCT"] * n, pa.string()),
+        "product_line_code": _strings(["ACD", "RVT", "F360"], user % 3),
+        "product_name": _strings(["AutoCAD", "Revit", "Fusion"], user % 3),
+        "product_version": _strings(VERSIONS, rng.integers(0, len(VERSIONS), n)),
+        "user_name": _strings(emails, user),
+        "tokens_consumed": pa.array(np.full(n, 7.0)),
+    }
+    columns = {name: base.get(name, pa.nulls(n, spec.columns[name])) for name in spec.columns}
+    columns.update(lineage(n, "tokenflex_usage"))
+    full = pa.table(columns, schema=full_schema(spec))
+    months = pa.compute.strftime(full.column("usage_date").cast(pa.timestamp("s")), "%Y-%m")
+    for month in sorted(set(months.to_pylist())):
+        _write(dd.raw_dir / "tokenflex_usage" / f"month={month}", "bench.parquet", full.filter(pa.compute.equal(months, month)))
+
+    # seats, subscriptions and metadata for every user (small next to the usage)
+    spec = DATASETS["premium_users"]
+    idx = np.arange(users)
+    base = {"team_name": _strings(TEAMS, idx % 4), "user_id": pa.array(user_ids, pa.string()),
+            "email": pa.array(emails, pa.string()), "offering_name": _strings(["AEC Collection", "AutoCAD", "Flex"], idx % 3)}
+    columns = {name: base.get(name, pa.nulls(users, spec.columns[name])) for name in spec.columns}
+    columns.update(lineage(users, "premium_users"))
+    _write(dd.raw_dir / "premium_users", "part.parquet", pa.table(columns, schema=full_schema(spec)))
+    spec = DATASETS["user_metadata"]
+    base = {"email": pa.array(emails, pa.string()), "department": _strings(["Design", "Build", "Ops"], idx % 3),
+            "cost_center": _strings(["CC1", "CC2", "CC3", "CC4"], idx % 4), "project": _strings(["A;B", "B", "C"], idx % 3)}
+    columns = {name: base.get(name, pa.nulls(users, spec.columns[name])) for name in spec.columns}
+    columns.update(lineage(users, "user_metadata"))
+    _write(dd.raw_dir / "user_metadata", "part.parquet", pa.table(columns, schema=full_schema(spec)))
+    spec = DATASETS["premium_subscriptions"]
+    offers = ["AEC Collection", "AutoCAD", "Revit"]
+    base = {"team_name": pa.array([t for t in TEAMS for _ in offers], pa.string()),
+            "subscription_id": pa.array([f"S{i}" for i in range(len(TEAMS) * len(offers))], pa.string()),
+            "offering_name": pa.array(offers * len(TEAMS), pa.string()),
+            "seat_quantity": pa.array([users // 8] * (len(TEAMS) * len(offers)), pa.int64()),
+            "subscription_status": pa.array(["Active"] * (len(TEAMS) * len(offers)), pa.string())}
+    k = len(TEAMS) * len(offers)
+    columns = {name: base.get(name, pa.nulls(k, spec.columns[name])) for name in spec.columns}
+    columns.update(lineage(k, "premium_subscriptions"))
+    _write(dd.raw_dir / "premium_subscriptions", "part.parquet", pa.table(columns, schema=full_schema(spec)))
+    return {"premium_usage": premium_rows, "tokenflex_usage": rows - premium_rows, "users": users}
+
+
+def add_one_day(data_dir: Path, rows: int, users: int) -> int:
+    """One new day of Premium usage, extracted later than everything else."""
+    rng = np.random.default_rng(99)
+    spec = DATASETS["premium_usage"]
+    day = END + dt.timedelta(days=1)
+    n = rows
+    user = rng.integers(0, users, n)
+    product = rng.integers(0, len(PRODUCTS), n)
+    base = {
+        "usage_date": pa.array([day] * n, pa.date32()),
+        "usage_month": pa.array([day.replace(day=1)] * n, pa.date32()),
+        "team_name": _strings(TEAMS, user % 4),
+        "product_name": _strings([p[0] for p in PRODUCTS], product),
+        "child_product_name": _strings([p[1] for p in PRODUCTS], product),
+        "product_line_code": _strings([p[2] for p in PRODUCTS], product),
+        "feature_id": _strings([p[3] for p in PRODUCTS], product),
+        "version": pa.array(["2026"] * n, pa.string()),
+        "source": pa.array(["sus"] * n, pa.string()),
+        "user_id": pa.array([f"U{i:07d}" for i in user], pa.string()),
+        "email": pa.array([f"user{i}@bench.example" for i in user], pa.string()),
+    }
+    columns = {name: base.get(name, pa.nulls(n, spec.columns[name])) for name in spec.columns}
+    columns["_source"] = pa.array(["bench new day"] * n, pa.string())
+    columns["_extracted_at"] = pa.array([dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)] * n, pa.timestamp("us", tz="UTC"))
+    columns["_row_hash"] = pa.array([f"new{i:029x}" for i in range(n)], pa.string())
+    _write(DataDir(data_dir).raw_dir / "premium_usage" / f"month={day:%Y-%m}", "bench-new-day.parquet",
+           pa.table(columns, schema=full_schema(spec)))
+    return n
+
+
+def compiled_models(target_dir: Path) -> list[tuple[str, str, str, str]]:
+    """(schema, name, materialization, compiled SQL) of every model, parents first."""
+    manifest = json.loads((target_dir / "manifest.json").read_text())
+    nodes = {k: v for k, v in manifest["nodes"].items() if v["resource_type"] == "model"}
+    done: list[str] = []
+    seen: set[str] = set()
+
+    def visit(uid: str) -> None:
+        if uid in seen or uid not in nodes:
+            return
+        seen.add(uid)
+        for parent in nodes[uid]["depends_on"]["nodes"]:
+            visit(parent)
+        done.append(uid)
+
+    for uid in sorted(nodes):
+        visit(uid)
+    run_dir = target_dir / "compiled"
+    out = []
+    for uid in done:
+        node = nodes[uid]
+        compiled = node.get("compiled_code")
+        if not compiled:
+            path = run_dir / node["package_name"] / node["original_file_path"]
+            compiled = path.read_text()
+        out.append((node["schema"], node["name"], node["config"]["materialized"], compiled))
+    return out
+
+
+def run_compiled_sql(models, baseline_dir: Path, dbt_warehouse: Path) -> float:
+    """The models' compiled SQL straight on a fresh DuckDB file named like dbt's (same references)."""
+    baseline_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(baseline_dir / "warehouse.duckdb"))
+    try:
+        con.execute(f"attach '{dbt_warehouse}' as dbt_copy (read_only)")
+        for schema in ("staging", "intermediate", "marts"):
+            con.execute(f"create schema if not exists {schema}")
+        con.execute("create table staging.product_catalog as select * from dbt_copy.staging.product_catalog")
+        con.execute("detach dbt_copy")
+        started = time.perf_counter()
+        per_model = []
+        for schema, name, materialized, sql in models:
+            kind = "view" if materialized in ("view", "ephemeral") else "table"
+            t = time.perf_counter()
+            con.execute(f"create or replace {kind} {schema}.{name} as {sql}").fetchall()
+            per_model.append((time.perf_counter() - t, f"{schema}.{name}"))
+        total = time.perf_counter() - started
+        slowest = ", ".join(f"{name} {secs:.1f}s" for secs, name in sorted(per_model, reverse=True)[:5])
+        print(f"slowest models (direct SQL): {slowest}")
+        return total
+    finally:
+        con.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000, help="usage rows (Premium 90%%, Token Flex 10%%)")
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="aps-bench-build-"))
+    data_dir = work / "data"
+    try:
+        t = time.perf_counter()
+        sizes = synthesize(data_dir, args.rows, args.users)
+        print(f"synthesized {sizes} in {time.perf_counter() - t:.1f}s under {data_dir}")
+        settings = Settings(data_dir=data_dir, quiet=True)
+        models_only = ["resource_type:test", "resource_type:unit_test"]
+
+        t = time.perf_counter()
+        run_build(settings, exclude=models_only)
+        full = time.perf_counter() - t
+
+        models = compiled_models(data_dir / "dbt" / "target")
+        direct = run_compiled_sql(models, work / "baseline", settings.warehouse_path)
+
+        t = time.perf_counter()
+        run_build(settings, select=["resource_type:test"])
+        tests = time.perf_counter() - t
+
+        new_rows = add_one_day(data_dir, args.rows // DAYS, args.users)
+        t = time.perf_counter()
+        run_build(settings, exclude=models_only)
+        incremental = time.perf_counter() - t
+
+        con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+        fct_rows = con.execute("select count(*) from marts.fct_daily_usage").fetchone()[0]
+        con.close()
+        print(f"usage rows: {args.rows:,}; fct_daily_usage rows: {fct_rows:,}; models: {len(models)}")
+        print(f"full build (models + seeds via dbt):     {full:8.1f}s")
+        print(f"same compiled SQL straight on DuckDB:    {direct:8.1f}s   dbt/direct ratio = {full / direct:.2f}")
+        print(f"data tests on the full data:             {tests:8.1f}s")
+        print(f"incremental build after one new day ({new_rows:,} rows): {incremental:.1f}s   incremental/full ratio = {incremental / full:.2f}")
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
