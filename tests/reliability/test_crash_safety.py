@@ -1,0 +1,183 @@
+"""SIGKILL at random moments (and at the writer's named crash points) during extraction and
+import, in a real subprocess (``python -m extractor ...``) against the session sandbox served
+from this process. After each kill: raw/ holds only schema.parquet and part.parquet files, all
+readable; then a normal re-run must leave exactly the dataset of an uninterrupted run, with
+no duplicate rows and no transaction left behind.
+
+``APS_RELIABILITY_CRASH_POINTS`` (default 20) random kill points, drawn from
+``APS_RELIABILITY_SEED`` (default 20261122): half during extraction, half during an import.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from .conftest import FAST_ENV, content, fast_environ, invoke, leftover_transactions, ok, stray_files
+from .hostile import HEADER
+
+SEED = int(os.environ.get("APS_RELIABILITY_SEED", "20261122"))
+POINTS = max(2, int(os.environ.get("APS_RELIABILITY_CRASH_POINTS", "20")))
+IMPORT_ROWS = int(os.environ.get("APS_RELIABILITY_IMPORT_ROWS", "30000"))
+REPO = Path(__file__).resolve().parents[2]
+
+PREVIOUS = ("2026-09-25", "2026-09-30")
+NEW = ("2026-10-01", "2026-10-08")
+TEAMS = ["--team", "4865648", "--team", "5230981"]
+JOBS = {
+    "extract premium": (["extract", "premium", *TEAMS, "--since", NEW[0], "--until", NEW[1]],
+                        ["premium_usage", "premium_users", "premium_subscriptions", "premium_teams"]),
+    "extract tokenflex": (["extract", "tokenflex", "--since", NEW[0], "--until", NEW[1]],
+                          ["tokenflex_usage", "tokenflex_contracts", "tokenflex_enrichment"]),
+    "import": (["import", "<big.csv>"], ["premium_usage_files"]),
+}
+
+
+@dataclass
+class Job:
+    name: str
+    args: list[str]
+    datasets: list[str]
+    previous: Path  # the data dir before the run
+    expected: Path  # the data dir after an uninterrupted run
+    seconds: float  # how long the uninterrupted run took as a subprocess
+
+
+def big_csv(path: Path, rows: int) -> Path:
+    """A usage report with ``rows`` rows over two years (many month partitions)."""
+    import datetime as dt
+
+    rng = random.Random(SEED)
+    products = ["Revit", "AutoCAD", "Civil 3D", "Maya", "3ds Max", "Navisworks Manage"]
+    start = dt.date(2025, 1, 1)
+    lines = [HEADER]
+    for _ in range(rows):
+        u = rng.randrange(3000)
+        day = start + dt.timedelta(days=rng.randrange(700))
+        lines.append(f"Team {u % 7},U{u},user{u}@acme.example,F{u},L{u},{day},{rng.choice(products)},"
+                     f"AEC Collection,{rng.randrange(0, 60)},flex,2026")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def subprocess_run(data_dir: Path, base_url: str, args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
+    env = fast_environ()
+    env.update(env_extra or {})
+    cmd = [sys.executable, "-m", "extractor", "--data-dir", str(data_dir), "--base-url", base_url, "-q", *args]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def jobs(sandbox, tmp_path_factory) -> dict[str, Job]:
+    root = tmp_path_factory.mktemp("crash")
+    csv_path = big_csv(root / "files" / "usage_big.csv", IMPORT_ROWS)
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in FAST_ENV.items():
+            mp.setenv(key, value)
+        previous = root / "previous"
+        for command in ("extract premium", "extract tokenflex"):
+            args = JOBS[command][0]
+            ok(invoke(previous, sandbox.base_url, *args[:-4], "--since", PREVIOUS[0], "--until", PREVIOUS[1]))
+        ok(invoke(previous, None, "import", big_csv(root / "files" / "usage_prev.csv", 2000)))
+    for name, (args, datasets) in JOBS.items():
+        args = [str(csv_path) if a == "<big.csv>" else a for a in args]
+        expected = root / f"expected-{name.replace(' ', '-')}"
+        shutil.copytree(previous, expected)
+        started = time.monotonic()
+        proc = subprocess_run(expected, sandbox.base_url, args)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        out[name] = Job(name, args, datasets, previous, expected, time.monotonic() - started)
+    return out
+
+
+def readable_and_tidy(data_dir: Path) -> None:
+    """What a reader sees right after a kill: only final file names, every file whole."""
+    assert not stray_files(data_dir), stray_files(data_dir)
+    for path in (data_dir / "raw").rglob("*.parquet"):
+        pq.read_metadata(path)  # raises on a torn file
+
+
+def assert_recovered(job: Job, data_dir: Path, base_url: str) -> None:
+    result = invoke(data_dir, base_url, *job.args)
+    ok(result)
+    assert not leftover_transactions(data_dir), leftover_transactions(data_dir)
+    assert not stray_files(data_dir)
+    for dataset in job.datasets:
+        rows = content(data_dir, dataset)
+        assert rows == content(job.expected, dataset), f"{job.name}: {dataset} differs from an uninterrupted run"
+        duplicates = [r for r, n in Counter(rows).items() if n > 1]
+        assert not duplicates, f"{dataset}: duplicate rows {duplicates[:3]}"
+
+
+def _kill_points() -> list[tuple[str, float]]:
+    """(job, fraction of its uninterrupted duration at which to kill), drawn from the seed."""
+    rng = random.Random(SEED)
+    names = ["extract premium", "extract tokenflex"]
+    points = []
+    for i in range(POINTS):
+        job = "import" if i % 2 else names[(i // 2) % 2]
+        points.append((job, round(rng.uniform(0.2, 1.0), 3)))
+    return points
+
+
+KILLED: list[bool] = []
+
+
+@pytest.mark.parametrize("job_name,fraction", _kill_points(), ids=[f"{j}@{f}" for j, f in _kill_points()])
+def test_sigkill_at_a_random_moment(job_name, fraction, jobs, sandbox, fast_env, tmp_path):
+    job = jobs[job_name]
+    data_dir = tmp_path / "data"
+    shutil.copytree(job.previous, data_dir)
+    proc = subprocess_run(data_dir, sandbox.base_url, job.args)
+    time.sleep(job.seconds * fraction)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    KILLED.append(killed)
+    readable_and_tidy(data_dir)
+    assert_recovered(job, data_dir, sandbox.base_url)
+
+
+def test_most_random_points_killed_a_running_process():
+    """The kills above mostly landed while the job was running (else they prove little)."""
+    if len(KILLED) < POINTS:
+        pytest.skip("run together with test_sigkill_at_a_random_moment")
+    assert sum(KILLED) >= 0.6 * len(KILLED), f"only {sum(KILLED)} of {len(KILLED)} points killed a running job"
+
+
+CRASH_POINTS = ["staging", "before-commit", "after-commit", "mid-apply"]
+
+
+@pytest.mark.parametrize("job_name", ["extract premium", "import"])
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_named_crash_point(point, job_name, jobs, sandbox, fast_env, tmp_path):
+    """The writer dies (SIGKILL by itself) at a named point; nothing is visible before the
+    commit point, and the next run finishes or rolls back the interrupted transaction."""
+    job = jobs[job_name]
+    data_dir = tmp_path / "data"
+    shutil.copytree(job.previous, data_dir)
+    before = {p: p.read_bytes() for p in (data_dir / "raw").rglob("*.parquet")}
+    proc = subprocess_run(data_dir, sandbox.base_url, job.args, {"APS_USAGE_CRASH_AT": point})
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, f"did not die at {point}: exit {proc.returncode}\n{err[-500:]}"
+    readable_and_tidy(data_dir)
+    if point in ("staging", "before-commit"):
+        after = {p: p.read_bytes() for p in (data_dir / "raw").rglob("*.parquet")}
+        assert after == before, f"{point}: files changed before the commit point"
+        assert leftover_transactions(data_dir), "the interrupted transaction should still be there to roll back"
+    assert_recovered(job, data_dir, sandbox.base_url)
