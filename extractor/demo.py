@@ -24,7 +24,7 @@ from .config import Settings
 from .errors import InputError
 from .logs import progress
 from .publish import PublishResult, publish
-from .publish.warehouse import MARTS_SCHEMA, quote_ident
+from .publish.findings import headline_findings as findings_of
 
 log = logging.getLogger("aps_usage")
 
@@ -166,36 +166,9 @@ def source_rows(data_dir: Path) -> dict[str, int]:
     return {row["dataset"]: int(row["rows"]) for row in DataDir(data_dir).stats()}
 
 
-def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
-    return con.execute(sql).fetchone()
-
-
 def headline_findings(warehouse: Path) -> list[str]:
-    """Three sentences an admin acts on; a finding whose mart is missing is left out."""
-    findings = []
     con = duckdb.connect(str(warehouse), read_only=True)
-
-    def mart(name: str) -> str:
-        return f"{MARTS_SCHEMA}.{quote_ident(name)}"
-
     try:
-        queries = [
-            (f"SELECT count(*) FILTER (WHERE is_assigned), count(*), max(inactive_days) FROM {mart('inactive_users')}",
-             lambda r: f"{r[0]} users hold a seat but used nothing in the last {r[2]} days "
-                       f"({r[1]} inactive users in all): seats to reclaim."),
-            (f"SELECT count(DISTINCT user_key), coalesce(sum(saving_yearly), 0) FROM {mart('flex_candidates')} "
-             "WHERE saving_yearly > 0",
-             lambda r: f"{r[0]} light subscription users would cost {r[1]:,.0f} less per year on Flex."),
-            (f"SELECT count(DISTINCT user_key), coalesce(sum(excess_cost), 0) FROM {mart('flex_overuse')}",
-             lambda r: f"{r[0]} Flex users paid {r[1]:,.0f} more in tokens than subscriptions would have cost."),
-        ]
-        for sql, sentence in queries:
-            try:
-                row = _scalar(con, sql)
-            except duckdb.Error as err:
-                log.warning("demo finding skipped: %s", str(err).splitlines()[0])
-                continue
-            findings.append(sentence(row))
+        return findings_of(con)
     finally:
         con.close()
-    return findings

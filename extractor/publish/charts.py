@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import duckdb
+import plotly.colors
 import plotly.graph_objects as go
 
 from .warehouse import MARTS_SCHEMA, quote_ident
@@ -61,6 +62,10 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
 
 def _table(mart: str) -> str:
     return f"{MARTS_SCHEMA}.{quote_ident(mart)}"
+
+
+def _day(value: dt.date | None) -> dt.date | None:
+    return value.date() if isinstance(value, dt.datetime) else value
 
 
 def _month(column_sql: str) -> str:
@@ -249,24 +254,40 @@ def _flex_usage_by_cost_center(con, c: Columns) -> go.Figure:
 
 
 def _token_balance(con, c: Columns) -> go.Figure:
-    """Remaining tokens today, burning down at the trailing average to the projected run-out date."""
-    contract = c.get("contract_number")
-    year = c.get("contract_year")
-    remaining = c.get("remaining_tokens", containing="remaining")
-    as_of = c.get("as_of_date")
-    burn = c.get("avg_daily_burn", "avg_daily_tokens", containing="daily")
-    rows = _rows(con, f"SELECT {contract}, {year}, {as_of}, {remaining}, {burn} FROM {_table(c.mart)} ORDER BY 1, 2")
-    fig = _figure("Token balance forecast (remaining tokens at the trailing burn rate)", "date", "tokens remaining")
-    for contract_no, year_no, as_of_date, left, daily in rows:
-        if as_of_date is None or left is None:
+    """Per contract year: tokens left from the year's start to the as-of date (solid), then
+    burning at the trailing daily average until they run out or the year ends (dashed)."""
+    cols = [c.get("contract_number"), c.get("contract_year"), c.get("year_start_date"), c.get("year_end_date"),
+            c.get("provisioned_tokens"), c.get("remaining_tokens", containing="remaining"),
+            c.get("avg_daily_burn", containing="burn"), c.get("as_of_date")]
+    run_out = c.get("projected_run_out_date", containing="run_out") if c.has("projected_run_out_date") else "NULL"
+    rows = _rows(con, f"SELECT {', '.join(cols)}, {run_out} FROM {_table(c.mart)} ORDER BY 1, 2")
+    fig = _figure("Token balance forecast: tokens left per contract year", "date", "tokens remaining")
+    palette = plotly.colors.qualitative.Plotly
+    for i, (contract, year, start, end, provisioned, remaining, burn, as_of, runs_out) in enumerate(rows):
+        if start is None or end is None or as_of is None or provisioned is None:
             continue
-        left, daily = float(left), float(daily or 0)
-        horizon = int(min(left / daily, 3 * 365)) if daily > 0 else 365
-        end = as_of_date + dt.timedelta(days=horizon)
-        fig.add_scatter(
-            name=f"{contract_no} year {year_no}", mode="lines+markers",
-            x=[as_of_date.isoformat(), end.isoformat()], y=[left, max(left - daily * horizon, 0.0)],
-        )
+        start, end, as_of, runs_out = (_day(d) for d in (start, end, as_of, runs_out))
+        name, color = f"{contract} year {year}", palette[i % len(palette)]
+        provisioned, remaining, burn = float(provisioned), float(remaining or 0), float(burn or 0)
+        if start > as_of:  # not started: the full allowance, flat
+            fig.add_scatter(name=f"{name} (not started)", mode="lines", line=dict(dash="dot", color=color),
+                            x=[start.isoformat(), end.isoformat()], y=[provisioned, provisioned])
+            continue
+        fig.add_scatter(name=name, mode="lines+markers", line=dict(color=color), legendgroup=name,
+                        x=[start.isoformat(), min(as_of, end).isoformat()], y=[provisioned, remaining])
+        if as_of >= end:
+            continue
+        if runs_out is None and burn > 0 and as_of + dt.timedelta(days=remaining / burn) <= end:
+            runs_out = as_of + dt.timedelta(days=round(remaining / burn))
+        if runs_out is not None and runs_out <= end:
+            stop, left = runs_out, 0.0
+            fig.add_annotation(x=stop.isoformat(), y=0, text=f"runs out {stop.isoformat()}", showarrow=True,
+                               arrowhead=2, ay=-40)
+        else:
+            stop, left = end, max(remaining - burn * (end - as_of).days, 0.0)
+        fig.add_scatter(name=f"{name} forecast", mode="lines", line=dict(dash="dash", color=color),
+                        legendgroup=name, x=[as_of.isoformat(), stop.isoformat()], y=[remaining, left])
+    fig.add_hline(y=0, line=dict(color="#888", width=1))
     return _empty_note(fig, rows)
 
 

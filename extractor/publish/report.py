@@ -22,6 +22,7 @@ import plotly.offline
 
 from .charts import CHARTS, ChartSpec, Columns, MissingData
 from .files import write_text_atomic
+from .findings import headline_findings
 from .warehouse import MARTS_SCHEMA, Mart, quote_ident
 
 log = logging.getLogger("aps_usage")
@@ -187,8 +188,8 @@ def build_report(con: duckdb.DuckDBPyConnection, marts: list[Mart], dest: Path, 
         mart = by_name.get(spec.mart)
         try:
             chart = _chart_html(con, spec, mart, result)
-        except (MissingData, duckdb.Error) as missing:  # a chart never sinks the report
-            result.charts_missing[spec.key] = str(missing).strip().splitlines()[0]
+        except Exception as missing:  # a chart never sinks the report (missing data or not)
+            result.charts_missing[spec.key] = (str(missing).strip().splitlines() or [type(missing).__name__])[0]
             log.warning("report: no chart '%s': %s", spec.title, missing)
             chart = f"<p class=\"warning\">No chart: {html.escape(str(missing))}.</p>"
         table = _top_rows_html(con, mart) if mart else ""
@@ -206,6 +207,8 @@ def build_report(con: duckdb.DuckDBPyConnection, marts: list[Mart], dest: Path, 
         )
 
     as_of = as_of_date(con, marts)
+    findings = "".join(f"<li>{html.escape(f)}</li>" for f in headline_findings(con))
+    findings_html = f"<section id=\"findings\"><h2>Headline findings</h2><ul>{findings}</ul></section>" if findings else ""
     var_rows = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_cell(v) if v is not None else '(latest usage date)')}</td></tr>"
         for k, v in sorted(effective_vars(con, marts, vars_overrides, data_dir).items())
@@ -224,6 +227,7 @@ def build_report(con: duckdb.DuckDBPyConnection, marts: list[Mart], dest: Path, 
 <p>As of <strong id="as-of-date">{html.escape(as_of or 'unknown')}</strong> &middot; generated {generated} &middot; {len(marts)} marts</p></header>
 <main>
 <nav>{''.join(nav)}<a href="#thresholds">Thresholds</a></nav>
+{findings_html}
 {''.join(sections)}
 <section id="thresholds"><h2>Thresholds (dbt vars) and marts</h2>
 <div class="table-wrap" style="display:flex; gap:40px">

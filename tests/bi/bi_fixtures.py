@@ -24,7 +24,7 @@ FAKE_MARTS = {
                CASE WHEN i = 2 THEN '{html}' WHEN i % 3 = 0 THEN 'Design' ELSE 'Unmapped' END AS department,
                CASE WHEN i % 4 = 0 THEN NULL ELSE DATE '2026-09-01' + i::INT END AS last_used_date,
                CASE WHEN i % 4 = 0 THEN NULL ELSE 40 + i END AS days_since_last_use,
-               '-1+2' AS offerings_assigned, 30 AS inactive_days, DATE '2026-11-20' AS as_of_date
+               '-1+2' AS offerings_assigned, i % 3 <> 0 AS is_assigned, 30 AS inactive_days, DATE '2026-11-20' AS as_of_date
         FROM generate_series(1, 12) t(i)""",
     "flex_candidates": """
         SELECT 'u' || i AS user_key, CASE WHEN i % 2 = 0 THEN 'Revit' ELSE 'AutoCAD' END AS product_name,
@@ -82,11 +82,13 @@ FAKE_MARTS = {
                DATE '2026-11-20' AS as_of_date
         FROM generate_series(1, 6) t(i)""",
     "token_balance": """
-        SELECT '110001' AS contract_number, y AS contract_year, 100000.0 AS provisioned_tokens,
-               40000.0 * y AS consumed_tokens, 100000.0 - 40000.0 * y AS remaining_tokens,
-               150.0 AS avg_daily_burn, DATE '2026-11-20' + 400 AS projected_exhaustion_date,
+        SELECT '110001' AS contract_number, y AS contract_year,
+               (DATE '2025-09-01' + INTERVAL (y - 1) YEAR)::DATE AS year_start_date,
+               DATE '2026-08-31' + INTERVAL (y - 1) YEAR AS year_end_date,  -- a TIMESTAMP on purpose
+               100000.0 AS provisioned_tokens, 40000.0 * y AS consumed_tokens, 100000.0 - 40000.0 * y AS remaining_tokens,
+               150.0 AS avg_daily_burn, DATE '2026-11-20' + 133 AS projected_run_out_date,
                DATE '2026-11-20' AS as_of_date
-        FROM generate_series(1, 2) t(y)""",
+        FROM generate_series(1, 3) t(y)""",
     # not a use case mart: published, table only (no chart); has types BI tools need converted
     "unmapped_users": """
         SELECT 'u' || i AS user_key, i::HUGEINT AS usage_days, [i, i + 1] AS sample_list,

@@ -27,6 +27,9 @@ def test_report_is_offline_and_escapes_the_data(fake_data_dir):
     assert "&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;" in page
     assert 'id="as-of-date">2026-11-20<' in page
     assert "inactive_days" in page and "lookback_days" in page  # thresholds shown
+    # headline findings computed from the marts: 8 of the 12 fake inactive users hold a seat
+    assert "8 users hold a seat but used nothing in the last 30 days (12 inactive users in all)" in page
+    assert "6 light subscription users would cost 4,200 less per year on Flex." in page
 
 
 def test_report_renders_every_chart_in_headless_chromium(fake_data_dir, tmp_path):
