@@ -13,6 +13,7 @@ import email.utils
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import threading
 import time
@@ -50,6 +51,8 @@ QUERY_RESULT_TTL = 600.0
 EXPORT_SECONDS = 3.0
 EXPORT_TTL = 1800.0
 DOWNLOAD_URL_TTL = 300.0
+#: pre-signed URL lifetimes are whole seconds (as in S3), never shorter than this
+MIN_URL_SECONDS = 2
 TF_QUEUED_SECONDS = 1.0
 TF_PROCESSING_SECONDS = 3.0
 TF_RESULT_TTL = 600.0
@@ -170,26 +173,34 @@ class Sandbox:
 
     # -- download URLs ------------------------------------------------------------------------
     def signed_url(self, request: Request, file_id: str, ttl: float, expired: bool = False) -> tuple[str, float]:
-        now = time.time()
-        expires_at = now - 1 if expired else now + self.scaled(ttl)
-        signature = hmac.new(self.url_secret, f"{file_id}|{expires_at:.3f}".encode(), hashlib.sha256).hexdigest()
+        """An S3-style pre-signed URL: valid from X-Amz-Date for X-Amz-Expires whole seconds
+        (the scaled ttl, at least MIN_URL_SECONDS); ``expired`` signs one that is already past."""
+        lifetime = max(MIN_URL_SECONDS, math.ceil(self.scaled(ttl)))
+        signed_at = int(time.time()) - (lifetime + 1 if expired else 0)
+        stamp = dt.datetime.fromtimestamp(signed_at, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        # a fresh access key id per URL, so that a renewed URL always differs from the old one
+        credential = f"ASIA{secrets.token_hex(8).upper()}/{stamp[:8]}/us-east-1/s3/aws4_request"
+        signature = self._sign(file_id, stamp, str(lifetime), credential)
         base = str(request.base_url).rstrip("/")
-        stamp = dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         url = (f"{base}/sandbox-downloads/{quote(file_id)}?X-Amz-Algorithm=AWS4-HMAC-SHA256"
-               f"&X-Amz-Credential=SANDBOXKEY%2F{stamp[:8]}%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date={stamp}"
-               f"&X-Amz-Expires={max(0, int(expires_at - now))}&X-Amz-Exp={expires_at:.3f}&X-Amz-Signature={signature}")
-        return url, expires_at
+               f"&X-Amz-Credential={quote(credential, safe='')}&X-Amz-Date={stamp}"
+               f"&X-Amz-Expires={lifetime}&X-Amz-SignedHeaders=host&X-Amz-Signature={signature}")
+        return url, float(signed_at + lifetime)
 
-    def check_signature(self, file_id: str, exp: str, signature: str) -> str | None:
+    def _sign(self, file_id: str, stamp: str, lifetime: str, credential: str) -> str:
+        message = f"{file_id}|{stamp}|{lifetime}|{credential}".encode()
+        return hmac.new(self.url_secret, message, hashlib.sha256).hexdigest()
+
+    def check_signature(self, file_id: str, stamp: str, lifetime: str, credential: str, signature: str) -> str | None:
         """None if the URL is valid now, else the reason it is not."""
+        if not hmac.compare_digest(self._sign(file_id, stamp or "", lifetime or "", credential or ""), signature or ""):
+            return "SignatureDoesNotMatch"
         try:
-            expires_at = float(exp)
+            signed_at = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+            expires_at = signed_at + int(lifetime)
         except (TypeError, ValueError):
             return "AuthorizationQueryParametersError"
-        good = hmac.new(self.url_secret, f"{file_id}|{exp}".encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(good, signature or ""):
-            return "SignatureDoesNotMatch"
-        if time.time() > expires_at:
+        if time.time() >= expires_at:
             return "Request has expired"
         return None
 

@@ -305,7 +305,8 @@ def download(sb: Sandbox, request: Request) -> Response:
     q = request.query_params
     if f is None:
         return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
-    problem = sb.check_signature(file_id, q.get("X-Amz-Exp", ""), q.get("X-Amz-Signature", ""))
+    problem = sb.check_signature(file_id, q.get("X-Amz-Date", ""), q.get("X-Amz-Expires", ""),
+                                 q.get("X-Amz-Credential", ""), q.get("X-Amz-Signature", ""))
     if problem == "Request has expired":
         return _s3_error(403, "AccessDenied", "Request has expired")
     if problem:
