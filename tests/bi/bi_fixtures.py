@@ -94,7 +94,8 @@ FAKE_MARTS = {
         SELECT 'u' || i AS user_key, i::HUGEINT AS usage_days, [i, i + 1] AS sample_list,
                (i * 1.5)::DECIMAL(38, 2) AS big_decimal, TIMESTAMPTZ '2026-11-20 10:00:00+00' AS seen_at,
                'line one' || chr(10) || 'line "two", with comma' AS note,
-               (i / 3)::FLOAT AS ratio32, i::TINYINT AS tiny, i::UINTEGER AS unsigned_int
+               (i / 3)::FLOAT AS ratio32, i::TINYINT AS tiny, i::UINTEGER AS unsigned_int,
+               [NULL, '@SUM(1+1)*cmd|'' /C calc''!A0', chr(9) || '=1+1', chr(13) || '=1+1'][i + 1] AS tricky
         FROM generate_series(1, 3) t(i)""",
 }
 

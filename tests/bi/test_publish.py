@@ -105,6 +105,9 @@ def test_csv_neutralises_formula_injection(fake_data_dir):
     by_user = {r[0]: dict(zip(header, r)) for r in body}
     assert by_user["u1"]["full_name"] == "'" + HOSTILE_FORMULA
     assert by_user["u1"]["offerings_assigned"] == "'-1+2"
+    tricky = [dict(zip(rows[0], r))["tricky"] for rows in [read_csv(data_dir / "marts" / "unmapped_users.csv")]
+              for r in rows[1:]]
+    assert tricky == ["'@SUM(1+1)*cmd|' /C calc'!A0", "'\t=1+1", "'\r=1+1"]
     for path in (data_dir / "marts").glob("*.csv"):
         for row in read_csv(path):
             for cell in row:
