@@ -162,6 +162,14 @@ def _hex_ids(values: np.ndarray, width: int = 12) -> pa.Array:
     return pa.array(np.ascontiguousarray(chars).view(f"S{width}").ravel()).cast(pa.string())
 
 
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (a sort and a compare; numpy's hash-based unique is slower here)."""
+    if values.size == 0:
+        return values
+    ordered = np.sort(values)
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
 def _dates(day_numbers: np.ndarray) -> pa.Array:
     return pa.array(day_numbers.astype(np.int32), type=pa.date32())
 
@@ -546,9 +554,9 @@ def _premium_tables(people, ctx, team_rows, slots, user, product, coll, source, 
     np.maximum.at(last_used, key[sus_rows], day_num[sus_rows])
     # days used: distinct days (one offering may have several products on one day)
     recent = sus_rows & (day_num > end_num - 30)
-    uniq = np.unique(key[recent] * 100000 + day_num[recent])
+    uniq = _distinct(key[recent] * 100000 + day_num[recent])
     days_used = np.bincount(uniq // 100000, minlength=len(last_used)) if uniq.size else np.zeros(len(last_used), np.int64)
-    all_days = np.unique(key[sus_rows] * 100000 + day_num[sus_rows])
+    all_days = _distinct(key[sus_rows] * 100000 + day_num[sus_rows])
     days_total = np.bincount(all_days // 100000, minlength=len(last_used)) if all_days.size else np.zeros(len(last_used), np.int64)
     window_days = max(1, int(day_num.max() - day_num.min() + 1)) if day_num.size else 1
     akey = au * n_off + ao
