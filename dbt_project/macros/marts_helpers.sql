@@ -87,3 +87,30 @@
 {% macro marts_licensing_label(column) -%}
     case when count(distinct {{ column }}) > 1 then 'mixed' else max({{ column }}) end
 {%- endmacro %}
+
+
+{#- DOUBLE in DuckDB and Spark. dbt.type_float() is a 4-byte float on both, and Spark makes
+    decimals of literals like 30.0: money and ratios in the marts are cast to this. -#}
+{% macro marts_type_double() -%}
+    {{ return(adapter.dispatch('marts_type_double')()) }}
+{%- endmacro %}
+
+{% macro default__marts_type_double() -%}
+    double
+{%- endmacro %}
+
+{#- cast(expr as double) -#}
+{% macro marts_double(expr) -%}
+    cast({{ expr }} as {{ marts_type_double() }})
+{%- endmacro %}
+
+
+{#- dim_products with its money columns as DOUBLE, as a subquery to join: `join {{ marts_prices() }} as pr`. -#}
+{% macro marts_prices() -%}
+    (select
+        product_name,
+        is_collection,
+        {{ marts_double('tokens_per_day') }} as tokens_per_day,
+        {{ marts_double('annual_price') }} as annual_price
+     from {{ ref('dim_products') }})
+{%- endmacro %}

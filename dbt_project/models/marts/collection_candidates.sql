@@ -21,7 +21,7 @@ standalone_products as (
         user_key,
         product_name,
         max(case when licensing = 'subscription' then 1 else 0 end) as used_on_subscription,
-        sum(case when licensing = 'flex' then tokens else 0 end) as flex_tokens,
+        sum(case when licensing = 'flex' then {{ marts_double('tokens') }} else 0 end) as flex_tokens,
         count(distinct usage_date) as usage_days
     from window_use
     where not is_collection_usage
@@ -43,11 +43,11 @@ per_product as (
         s.usage_days,
         case when s.used_on_subscription = 1
              then pr.annual_price
-             else s.flex_tokens * 365.0 / {{ var('lookback_days') }} * {{ var('token_price') }}
+             else s.flex_tokens * 365 / {{ var('lookback_days') }} * {{ var('token_price') }}
         end as current_cost_yearly
     from standalone_products as s
     inner join {{ ref('int_collection_products') }} as cp on cp.product_name = s.product_name
-    left join {{ ref('dim_products') }} as pr on pr.product_name = s.product_name
+    left join {{ marts_prices() }} as pr on pr.product_name = s.product_name
 ),
 
 per_collection as (
@@ -87,5 +87,5 @@ select
 from per_collection as c
 cross join params as p
 left join {{ ref('dim_users') }} as d on d.user_key = c.user_key
-left join {{ ref('dim_products') }} as col on col.product_name = c.collection_name
+left join {{ marts_prices() }} as col on col.product_name = c.collection_name
 where c.distinct_products >= {{ var('collection_candidate_min_products', 2) }}

@@ -24,7 +24,8 @@ subscription_use as (
 rated as (
     select
         s.*,
-        s.usage_days * 30.0 / {{ var('lookback_days') }} as avg_days_per_month
+        {{ marts_double('s.usage_days * 365') }} / {{ var('lookback_days') }} as yearly_days,
+        {{ marts_double('s.usage_days * 30') }} / {{ var('lookback_days') }} as avg_days_per_month
     from subscription_use as s
 )
 
@@ -46,18 +47,15 @@ select
     r.avg_days_per_month,
     r.last_used_date,
     pr.tokens_per_day,
-    r.usage_days * 365.0 / {{ var('lookback_days') }} * pr.tokens_per_day as flex_tokens_yearly_estimate,
-    r.usage_days * 365.0 / {{ var('lookback_days') }} * pr.tokens_per_day * {{ var('token_price') }}
-        as flex_cost_yearly_estimate,
+    r.yearly_days * pr.tokens_per_day as flex_tokens_yearly_estimate,
+    r.yearly_days * pr.tokens_per_day * {{ var('token_price') }} as flex_cost_yearly_estimate,
     pr.annual_price as subscription_price_yearly,
-    pr.annual_price
-        - r.usage_days * 365.0 / {{ var('lookback_days') }} * pr.tokens_per_day * {{ var('token_price') }}
-        as saving_yearly,
+    pr.annual_price - r.yearly_days * pr.tokens_per_day * {{ var('token_price') }} as saving_yearly,
     cast({{ var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
     p.as_of_date
 from rated as r
 cross join params as p
 left join {{ ref('dim_users') }} as d on d.user_key = r.user_key
-left join {{ ref('dim_products') }} as pr on pr.product_name = r.product_name
+left join {{ marts_prices() }} as pr on pr.product_name = r.product_name
 where r.usage_days >= 1
   and r.avg_days_per_month <= {{ var('flex_candidate_max_days') }}

@@ -52,10 +52,10 @@ select
     coalesce(ac.seats_in_use, 0) as seats_in_use,
     greatest(coalesce(pu.seats_purchased, 0) - coalesce(ac.seats_assigned, 0), 0) as seats_unassigned,
     case when coalesce(pu.seats_purchased, 0) > 0
-         then round(100.0 * coalesce(ac.seats_in_use, 0) / pu.seats_purchased, 1)
+         then round({{ marts_double('100 * coalesce(ac.seats_in_use, 0)') }} / pu.seats_purchased, 1)
     end as utilization_pct,
     case when coalesce(ac.seats_assigned, 0) > 0
-         then round(100.0 * ac.seats_in_use / ac.seats_assigned, 1)
+         then round({{ marts_double('100 * ac.seats_in_use') }} / ac.seats_assigned, 1)
     end as assigned_in_use_pct,
     cast({{ var('inactive_days') }} as {{ dbt.type_int() }}) as inactive_days,
     p.as_of_date

@@ -65,6 +65,6 @@ select
 from flagged as f
 cross join params as p
 left join {{ ref('dim_users') }} as d on d.user_key = f.user_key
-left join {{ ref('dim_products') }} as cp on cp.product_name = f.collection_name
-left join {{ ref('dim_products') }} as sp on sp.product_name = f.any_product_name
+left join {{ marts_prices() }} as cp on cp.product_name = f.collection_name
+left join {{ marts_prices() }} as sp on sp.product_name = f.any_product_name
 where f.is_single_product or f.is_infrequent

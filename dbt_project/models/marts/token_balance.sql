@@ -63,13 +63,14 @@ balances as (
         y.contract_name,
         y.year_start_date,
         y.year_end_date,
-        y.provisioned_tokens,
-        y.consumed_tokens as snapshot_consumed_tokens,
-        y.remaining_tokens as snapshot_remaining_tokens,
-        case when ut.usage_rows > 0 then ut.consumed_tokens else y.consumed_tokens end as consumed_tokens,
+        {{ marts_double('y.provisioned_tokens') }} as provisioned_tokens,
+        {{ marts_double('y.consumed_tokens') }} as snapshot_consumed_tokens,
+        {{ marts_double('y.remaining_tokens') }} as snapshot_remaining_tokens,
+        {{ marts_double('case when ut.usage_rows > 0 then ut.consumed_tokens else y.consumed_tokens end') }}
+            as consumed_tokens,
         case when ut.usage_rows > 0 then 'usage' when y.consumed_tokens is not null then 'snapshot' end
             as consumed_source,
-        coalesce(ut.lookback_tokens, 0) * 1.0 / {{ var('lookback_days') }} as avg_daily_burn,
+        {{ marts_double('coalesce(ut.lookback_tokens, 0)') }} / {{ var('lookback_days') }} as avg_daily_burn,
         ut.last_usage_date
     from keys as k
     left join contract_years as y
