@@ -402,6 +402,11 @@ def generate(
 
     people = _people(rng, users, team_rows)
     slots = _plan_slots(rng, people, team_rows, days).arrays()
+    # Token-Flex-only people's slots last: their rows then form the tail, and the Premium
+    # rows are a prefix (a view, not a masked copy of every column)
+    slot_order = np.argsort(people["tf_only"][slots["user"]], kind="stable")
+    slots = {k: v[slot_order] for k, v in slots.items()}
+    premium_slots = int(np.count_nonzero(~people["tf_only"][slots["user"]]))
     s, d = _draw_usage(rng, slots, _day_factor(start, days))
     start_num = (start - EPOCH).days
     day_num = d + start_num
@@ -416,11 +421,10 @@ def generate(
     is_cloud = np.array([p.cloud for p in PRODUCTS])[row_product]
 
     ctx = _people_columns(people, team_rows)
-    premium_mask = ~people["tf_only"][row_user]
+    p = int(np.searchsorted(s, premium_slots))  # rows are ordered by slot
     tables = _premium_tables(
-        people, ctx, team_rows, slots, row_user[premium_mask], row_product[premium_mask], row_coll[premium_mask],
-        row_source[premium_mask], row_version[premium_mask], day_num[premium_mask], is_cloud[premium_mask],
-        slots["minor"][s][premium_mask], s[premium_mask], end,
+        people, ctx, team_rows, slots, row_user[:p], row_product[:p], row_coll[:p], row_source[:p],
+        row_version[:p], day_num[:p], is_cloud[:p], slots["minor"][s[:p]], s[:p], end,
     )
     flex_mask = row_source == FLEX
     contracts, contract_years = _contract_years(start, end)
