@@ -72,26 +72,58 @@ def _converter(dtype: pa.DataType):
     return _to_str
 
 
-def typed_table(records: Iterable[dict[str, Any]], spec: DatasetSpec, where: str) -> pa.Table:
-    """Records with canonical keys -> a table typed per ``spec`` (unknown keys kept as strings).
-    A value that does not convert raises ApiError naming ``where``, the row and the field."""
-    records = list(records)
-    names: list[str] = list(dict.fromkeys(k for r in records for k in r))
+def _fast_column(values: list, dtype: pa.DataType) -> pa.Array | None:
+    """Columnar conversion in Arrow; None when the values need the per-value path."""
+    import pyarrow.compute as pc
+
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return None
+    if arr.type == dtype:
+        return arr
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(values), dtype)
+    if pa.types.is_boolean(arr.type) or pa.types.is_floating(arr.type) and pa.types.is_string(dtype):
+        return None  # 1.0 -> "1" and True -> "true" follow the per-value rules
+    try:
+        if pa.types.is_date(dtype):
+            if not pa.types.is_string(arr.type):
+                return None
+            return pc.utf8_slice_codeunits(arr, 0, 10).cast(pa.date32())  # 2026-01-18[T00:00:00Z]
+        return arr.cast(dtype)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def typed_columns(columns: dict[str, list], spec: DatasetSpec, where: str) -> pa.Table:
+    """Columns with canonical names -> a table typed per ``spec`` (unknown columns kept as
+    strings). A value that does not convert raises ApiError naming ``where``, row and field."""
     arrays, fields = [], []
-    for name in names:
+    for name, values in columns.items():
         dtype = spec.columns.get(name, pa.string())
-        convert = _converter(dtype)
-        values = []
-        for i, record in enumerate(records):
-            try:
-                values.append(convert(record.get(name)))
-            except (TypeError, ValueError):
-                raise ApiError(f"{where}: row {i + 1}, field '{name}': unexpected value {record.get(name)!r}") from None
-        arrays.append(pa.array(values, dtype))
+        arr = _fast_column(values, dtype)
+        if arr is None:
+            convert = _converter(dtype)
+            converted = []
+            for i, value in enumerate(values):
+                try:
+                    converted.append(convert(value))
+                except (TypeError, ValueError):
+                    raise ApiError(f"{where}: row {i + 1}, field '{name}': unexpected value {value!r}") from None
+            arr = pa.array(converted, dtype)
+        arrays.append(arr)
         fields.append(pa.field(name, dtype))
-    if not names:
+    if not fields:
         return pa.schema([]).empty_table()
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def typed_table(records: Iterable[dict[str, Any]], spec: DatasetSpec, where: str) -> pa.Table:
+    """Records (dicts with canonical keys) -> a typed table; see :func:`typed_columns`."""
+    records = list(records)
+    names: list[str] = list(dict.fromkeys(k for r in records for k in r))
+    return typed_columns({n: [r.get(n) for r in records] for n in names}, spec, where)
 
 
 def empty_table(spec: DatasetSpec) -> pa.Table:

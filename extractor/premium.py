@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from .apirows import empty_table, filter_dates, read_export_file, scratch_dir, typed_table
+from .apirows import empty_table, filter_dates, read_export_file, scratch_dir, typed_columns, typed_table
 from .config import Settings
 from .dataset import DataDir, Replace
 from .errors import ApiError, InputError
@@ -195,8 +196,8 @@ def _is_json(response) -> bool:
         return False
 
 
-def query_usage(api: ApiClient, team_id: str, start: date, end: date, shape: QueryShape, task=None) -> list[dict]:
-    """All rows of one usage query (team x window) as canonical records."""
+def query_usage(api: ApiClient, team_id: str, start: date, end: date, shape: QueryShape, task=None) -> dict[str, list]:
+    """All rows of one usage query (team x window) as canonical columns."""
     last_error = ""
     for attempt in range(1, JOB_RESUBMITS + 2):
         query_id = _submit_usage_query(api, team_id, start, end, shape)
@@ -210,12 +211,12 @@ def query_usage(api: ApiClient, team_id: str, start: date, end: date, shape: Que
             continue
         if status != "COMPLETED":
             raise ApiError(f"{what}: unexpected status {status!r}")
-        records, expired = _page_all(api, query_id, first, shape, team_id, what, task)
-        if expired:
+        columns = _page_all(api, query_id, first, shape, team_id, what, task)
+        if columns is None:
             last_error = f"{what} expired while paging"
             _resubmitting(last_error, attempt)
             continue
-        return records
+        return columns
     raise ApiError(f"{last_error}; gave up after {JOB_RESUBMITS} resubmissions")
 
 
@@ -224,35 +225,39 @@ def _resubmitting(what: str, attempt: int) -> None:
         log.warning("%s; resubmitting (%d/%d)", what, attempt, JOB_RESUBMITS)
 
 
-def _page_all(api, query_id, first, shape, team_id, what, task) -> tuple[list[dict], bool]:
-    records: list[dict] = []
+def _page_all(api, query_id, first, shape, team_id, what, task) -> dict[str, list] | None:
+    """Every page of a completed query, column by column; None if the result expired meanwhile."""
+    columns: dict[str, list] | None = None
+    names: list[str] = []
     page = first
     offset = 0
     while True:
-        columns = page.get("columns") or []
+        page_columns = page.get("columns") or []
         rows = page.get("rows") or []
         total = int((page.get("pagination") or {}).get("totalResults", page.get("totalResults", 0)) or 0)
-        unknown = [c for c in columns if c not in USAGE_FIELDS and c not in METRICS]
-        for row in rows:
-            if len(row) != len(columns):
-                raise ApiError(f"{what}: a row has {len(row)} values for {len(columns)} columns")
-            rec = {}
-            for name, value in zip(columns, row):
-                rec[USAGE_FIELDS.get(name) or METRICS.get(name) or _snake(name)] = value
-            records.append(rec)
-        if unknown and offset == 0:
-            log.debug("%s: extra columns kept as text: %s", what, ", ".join(unknown))
+        if columns is None:
+            names = [USAGE_FIELDS.get(c) or METRICS.get(c) or _snake(c) for c in page_columns]
+            columns = {n: [] for n in names}
+            unknown = [c for c in page_columns if c not in USAGE_FIELDS and c not in METRICS]
+            if unknown:
+                log.debug("%s: extra columns kept as text: %s", what, ", ".join(unknown))
+        elif len(page_columns) != len(names):
+            raise ApiError(f"{what}: the page at offset {offset} has other columns than the first page")
+        if rows:
+            if any(len(row) != len(names) for row in rows):
+                raise ApiError(f"{what}: a row at offset {offset} does not have {len(names)} values")
+            for name, values in zip(names, zip(*rows)):
+                columns[name].extend(values)
         offset += len(rows)
         if task is not None:
             task.advance(len(rows))
         if offset >= total:
-            return records, False
+            return columns
         if not rows:
             raise ApiError(f"{what}: page at offset {offset} is empty but totalResults is {total}")
         page = _get_results(api, query_id, offset, shape, team_id)
-        status = str(page.get("status", "COMPLETED")).upper()
-        if status in FAILED:
-            return [], True
+        if str(page.get("status", "COMPLETED")).upper() in FAILED:
+            return None
 
 
 def _snake(name: str) -> str:
@@ -264,14 +269,19 @@ def _snake(name: str) -> str:
     return "".join(out)
 
 
-def usage_table(records: list[dict], team: dict[str, Any], start: date, end: date, where: str) -> pa.Table:
-    for rec in records:
-        rec.setdefault("context_id", team["context_id"])
-        if rec.get("context_id") in (None, ""):
-            rec["context_id"] = team["context_id"]
-        if not rec.get("team_name"):
-            rec["team_name"] = team.get("team_name")
-    table = typed_table(records, PREMIUM_USAGE, where) if records else empty_table(PREMIUM_USAGE)
+def usage_table(columns: dict[str, list], team: dict[str, Any], start: date, end: date, where: str) -> pa.Table:
+    n = len(next(iter(columns.values()), []))
+    if not n:
+        return empty_table(PREMIUM_USAGE)
+    table = typed_columns(columns, PREMIUM_USAGE, where)
+    # the team's id and name where the query did not return them
+    for name, value in (("context_id", team["context_id"]), ("team_name", team.get("team_name"))):
+        fill = pa.array([value] * n, pa.string())
+        if name not in table.column_names:
+            table = table.append_column(pa.field(name, pa.string()), fill)
+        else:
+            column = pc.if_else(pc.or_kleene(pc.is_null(table[name]), pc.equal(table[name], "")), fill, table[name])
+            table = table.set_column(table.column_names.index(name), pa.field(name, pa.string()), column)
     return filter_dates(table, "usage_date", start, end)
 
 
@@ -443,8 +453,8 @@ def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt
             def windows():
                 with progress(f"Premium usage {label} {start}..{end}", quiet=settings.quiet) as task:
                     for w_start, w_end in month_windows(start, end):
-                        records = query_usage(api, team_id, w_start, w_end, shape, task)
-                        yield protect(usage_table(records, team, w_start, w_end, f"usage query {label}"))
+                        columns = query_usage(api, team_id, w_start, w_end, shape, task)
+                        yield protect(usage_table(columns, team, w_start, w_end, f"usage query {label}"))
 
             source = f"insights/v1/usage-queries contextId={team_id} {start}..{end}"
             n = tx.write("premium_usage", windows(), source=source,
