@@ -108,3 +108,10 @@ def test_python_api_on_its_own(sandbox, fast_env, tmp_path):
     usage = DataDir(settings.data_dir).read("tokenflex_usage")
     assert result.rows["tokenflex_usage"] == usage.num_rows
     assert usage.num_rows == expected_sessions(sandbox, until - dt.timedelta(days=9), until).num_rows
+
+
+def test_a_held_data_dir_lock_is_exit_5(run):
+    dd = DataDir(run.data_dir)
+    with dd.lock("another run"):
+        result = run("extract", "tokenflex", ok=False)
+    assert result.exit_code == 5 and "another run" in result.output
