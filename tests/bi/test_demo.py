@@ -81,3 +81,17 @@ def test_demo_refuses_a_data_dir_with_other_data(tmp_path):
     assert result.exit_code == 2
     assert "holds data that the demo did not write" in result.output
     assert (data_dir / "raw" / "premium_usage").is_dir()  # nothing removed
+
+
+def test_a_second_demo_replaces_the_first_demos_outputs_only(tmp_path):
+    from extractor.demo import MARKER, prepare_data_dir
+
+    data_dir = tmp_path / "demo"
+    prepare_data_dir(data_dir, {"users": 40})
+    (data_dir / "raw" / "premium_usage").mkdir(parents=True)
+    (data_dir / "warehouse.duckdb").write_bytes(b"old")
+    (data_dir / "notes.txt").write_text("mine")
+    prepare_data_dir(data_dir, {"users": 50})
+    assert not (data_dir / "raw").exists() and not (data_dir / "warehouse.duckdb").exists()
+    assert (data_dir / "notes.txt").read_text() == "mine"
+    assert '"users": 50' in (data_dir / "state" / MARKER).read_text()
