@@ -12,7 +12,6 @@ import datetime as dt
 import email.utils
 import hashlib
 import hmac
-import json
 import math
 import secrets
 import threading
@@ -25,16 +24,15 @@ from urllib.parse import quote
 import duckdb
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from . import PAT
 from .data import SandboxData, generate
 from .faults import FaultPlan
-from .fields import (PREMIUM_FIELDS, PREMIUM_METRICS, TOKENFLEX_FIELDS, TOKENFLEX_METRICS, USAGE_CATEGORIES,
-                     ApiField, query_fields)
+from .fields import ApiField, query_fields
 from .oauth import OAuthServer
-from .ratelimit import MAX_OUTSTANDING_EXPORTS, RateLimiter, retry_after_header
+from .ratelimit import RateLimiter, retry_after_header
 from .where import WhereError, compile_where
 
 #: page size limits of the query endpoints (Autodesk does not document a maximum)
@@ -203,10 +201,6 @@ class Sandbox:
         if time.time() >= expires_at:
             return "Request has expired"
         return None
-
-
-def _faults_of(request: Request) -> set[str]:
-    return getattr(request.state, "faults", set()) if hasattr(request, "state") else set()
 
 
 async def _json_body(request: Request) -> dict:
@@ -434,6 +428,3 @@ def http_date(seconds_from_now: float) -> str:
 async def in_thread(fn, *args):
     return await asyncio.to_thread(fn, *args)
 
-
-def json_bytes(obj) -> bytes:
-    return json.dumps(obj, default=str).encode()

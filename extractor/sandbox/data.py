@@ -20,9 +20,8 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .products import COLLECTIONS, PRODUCTS, Collection, Product
+from .products import COLLECTIONS, PRODUCTS
 
 EPOCH = dt.date(1970, 1, 1)
 
