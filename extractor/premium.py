@@ -23,13 +23,19 @@ from .config import Settings
 from .dataset import DataDir, Replace
 from .errors import ApiError, InputError
 from .http import ApiClient, presigned_url_expired, safe_url
-from .incremental import DEFAULT_LAG_DAYS, month_windows, plan_range, state_entry
+from .incremental import DEFAULT_LAG_DAYS, day_windows, month_windows, plan_range, state_entry
 from .logs import log, progress
 from .personal import hash_personal_columns, load_salt
-from .schemas import PREMIUM_SUBSCRIPTIONS, PREMIUM_TEAMS, PREMIUM_USAGE, PREMIUM_USERS
+from .schemas import PREMIUM_SUBSCRIPTIONS, PREMIUM_TEAMS, PREMIUM_USAGE, PREMIUM_USAGE_FILES, PREMIUM_USERS
 
 INSIGHTS = "/insights/v1"
 REPORTS = ("usage", "users", "subscriptions")
+#: also accepted: the USAGE export report (one row per user x product x day, the same data as
+#: the "Export usage" file of Autodesk Account) -> premium_usage_files; not run by default,
+#: since the usage queries already cover usage
+OPTIONAL_REPORTS = ("usage-export",)
+#: the export API's longest date range
+MAX_EXPORT_DAYS = 365
 
 #: usage-query field -> canonical column (seed 002). Not requested: ``profileImage`` (a
 #: pre-signed URL), ``tokens`` (the metric ``totalTokens`` is the sum we want) and
@@ -68,7 +74,8 @@ FAILED = {"FAILED", "ERROR", "EXPIRED", "TIMEOUT", "CANCELLED"}
 JOB_RESUBMITS = 3
 #: an expired or refused download URL is renewed at most this many times
 URL_RENEWALS = 6
-EXPORT_REPORT_KINDS = {"USERS": ("users", PREMIUM_USERS), "SUBSCRIPTIONS": ("subscriptions", PREMIUM_SUBSCRIPTIONS)}
+EXPORT_REPORT_KINDS = {"USERS": ("users", PREMIUM_USERS), "SUBSCRIPTIONS": ("subscriptions", PREMIUM_SUBSCRIPTIONS),
+                       "USAGE": ("usage", PREMIUM_USAGE_FILES)}
 
 
 @dataclass
@@ -290,11 +297,15 @@ def _export_status(api: ApiClient, export_id: str) -> dict:
     return api.get_json(f"{INSIGHTS}/exports/{export_id}")
 
 
-def run_export(api: ApiClient, team_id: str, reports: list[str]) -> dict:
+def run_export(api: ApiClient, team_id: str, reports: list[str], start: date | None = None,
+               end: date | None = None) -> dict:
     """POST an export and poll it to COMPLETED; resubmits a failed one a few times."""
     last = ""
+    body: dict[str, Any] = {"outputFormat": "CSV", "reports": reports, "teamId": team_id}
+    if start and end:
+        body.update(startDate=f"{start.isoformat()}T00:00:00Z", endDate=f"{end.isoformat()}T23:59:59Z")
     for attempt in range(1, JOB_RESUBMITS + 2):
-        created = api.post_json(f"{INSIGHTS}/exports", json={"outputFormat": "CSV", "reports": reports, "teamId": team_id})
+        created = api.post_json(f"{INSIGHTS}/exports", json=body)
         export_id = str(created.get("id") or "")
         if not export_id:
             raise ApiError(f"export {reports} for team {team_id}: response has no id")
@@ -358,10 +369,11 @@ def fetch_downloads(api: ApiClient, export: dict, folder: Path, what: str) -> li
     return files
 
 
-def export_tables(api: ApiClient, settings: Settings, team: dict[str, Any], reports: list[str]) -> dict[str, pa.Table]:
-    """{dataset name: table} for the USERS / SUBSCRIPTIONS reports of one team."""
+def export_tables(api: ApiClient, settings: Settings, team: dict[str, Any], reports: list[str],
+                  start: date | None = None, end: date | None = None) -> dict[str, pa.Table]:
+    """{dataset name: table} for the USERS / SUBSCRIPTIONS (or USAGE, with dates) reports of one team."""
     wanted = [r.upper() for r in reports]
-    export = run_export(api, team["context_id"], wanted)
+    export = run_export(api, team["context_id"], wanted, start, end)
     what = f"export {export['id']} (team {team['context_id']})"
     tables: dict[str, list[pa.Table]] = {EXPORT_REPORT_KINDS[r][1].name: [] for r in wanted}
     with scratch_dir(settings.data_dir) as folder:
@@ -405,9 +417,10 @@ def extract_premium(
 ) -> PremiumResult:
     """Extract Premium Reporting data into the dataset under ``settings.data_dir``."""
     reports = [r.strip().lower() for r in reports if r.strip()]
-    bad = [r for r in reports if r not in REPORTS]
+    bad = [r for r in reports if r not in REPORTS + OPTIONAL_REPORTS]
     if bad or not reports:
-        raise InputError(f"--reports: unknown report(s) {', '.join(bad) or '(none)'} (choose from {', '.join(REPORTS)})")
+        raise InputError(f"--reports: unknown report(s) {', '.join(bad) or '(none)'} "
+                         f"(choose from {', '.join(REPORTS + OPTIONAL_REPORTS)})")
     if since and until and since > until:
         raise InputError(f"--since {since} is after --until {until}")
     dd = DataDir(settings.data_dir)
@@ -466,6 +479,24 @@ def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt
             tx.set_state("premium_usage", team_id, state_entry(previous, start, end, now))
             result.ranges[team_id] = (start.isoformat(), end.isoformat())
             log.info("%s: %d usage rows %s..%s", label, n, start, end)
+        if "usage-export" in reports:
+            start, end = plan_range(dd.read_state(), "premium_usage_files", team_id, since, until, lag_days)
+
+            def export_windows():
+                for w_start, w_end in day_windows(start, end, MAX_EXPORT_DAYS):
+                    with progress(f"Premium usage export {label} {w_start}..{w_end}", quiet=settings.quiet):
+                        table = export_tables(api, settings, team, ["USAGE"], w_start, w_end)["premium_usage_files"]
+                    if table is None:
+                        raise ApiError(f"usage export for {label} {w_start}..{w_end}: no usage file among its downloads")
+                    yield protect(filter_dates(table, "usage_date", w_start, w_end))
+
+            n = tx.write("premium_usage_files", export_windows(),
+                         source=f"insights/v1/exports USAGE teamId={team_id} {start}..{end}",
+                         replace=Replace(match={"team_id": team_id}, date_from=start, date_to=end))
+            result.rows["premium_usage_files"] = result.rows.get("premium_usage_files", 0) + n
+            previous = tx.get_state("premium_usage_files", team_id)
+            tx.set_state("premium_usage_files", team_id, state_entry(previous, start, end, now))
+            log.info("%s: %d usage export rows %s..%s", label, n, start, end)
         export_reports = [r.upper() for r in reports if r in ("users", "subscriptions")]
         if export_reports:
             with progress(f"Premium {'+'.join(export_reports).lower()} export {label}", quiet=settings.quiet):

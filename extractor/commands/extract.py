@@ -78,7 +78,8 @@ _hash = click.option("--hash-personal-data", is_flag=True,
 @_since
 @_until
 @click.option("--reports", default="usage,users,subscriptions", show_default=True,
-              help="Comma-separated: usage (usage queries), users, subscriptions (exports).")
+              help="Comma-separated: usage (usage queries), users, subscriptions (exports); also "
+                   "usage-export (the USAGE export report -> premium_usage_files; ranges over 365 days are split).")
 @_lag
 @_hash
 @click.pass_obj

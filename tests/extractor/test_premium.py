@@ -158,3 +158,32 @@ def test_page_size_falls_back_and_small_pages_add_up(run, sandbox, monkeypatch):
     assert expected.num_rows > 3 * 37  # several pages per monthly window
     assert usage.num_rows == expected.num_rows and key_set(usage) == key_set(expected)
     assert tokens_total(usage, "tokens") == pytest.approx(tokens_total(expected, "tokens_sum"))
+
+
+def test_usage_export_report_splits_long_ranges(sandbox_factory, make_cli, tmp_path, monkeypatch):
+    """--reports usage-export: the USAGE export, windows of at most 365 days (shrunk to 20
+    here so that a 45-day range needs three exports), files of any encoding, into
+    premium_usage_files; a re-run replaces the range."""
+    import extractor.premium as premium
+
+    monkeypatch.setattr(premium, "MAX_EXPORT_DAYS", 20)
+    box = sandbox_factory(export_split_rows=40)  # several files per export as well
+    run = make_cli(box.base_url, tmp_path / "data")
+    until = box.data.end_date
+    since = until - dt.timedelta(days=44)
+    args = ["extract", "premium", "--team", "4865648", "--reports", "usage-export", "--since", str(since),
+            "--until", str(until)]
+    run(*args)
+    files = run.read("premium_usage_files")
+    usage = box.data.usage
+    want = usage.filter(pc.and_(pc.and_(pc.greater_equal(usage["usage_date"], pa.scalar(since)),
+                                        pc.less_equal(usage["usage_date"], pa.scalar(until))),
+                                pc.equal(usage["context_id"], "4865648")))
+    assert files.num_rows == want.num_rows
+    assert tokens_total(files, "tokens") == pytest.approx(tokens_total(want, "tokens"))
+    assert set(files["team_id"].to_pylist()) == {"4865648"}
+    exports = [j for j in box.app_state.jobs.values() if j.kind == "premium-export"]
+    assert len(exports) >= 3
+    assert sum(len(j.extra.get("files", [])) for j in exports) > len(exports)  # some exports had several files
+    run(*args)
+    assert run.read("premium_usage_files").num_rows == files.num_rows
