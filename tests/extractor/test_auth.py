@@ -165,3 +165,34 @@ def test_login_command_with_the_browser_replaced(run, fast_env, monkeypatch):
     assert saved["refresh_token"] not in result.output and saved["access_token"] not in result.output
     assert "3-legged" in run("auth", "status").output
     assert "New York Office" in run("teams").output
+
+
+def test_tokens_expiring_every_second_during_a_run(sandbox_factory, make_cli, fast_env, tmp_path):
+    """Access tokens that live one second: a 3-legged run refreshes (and rotates) many times,
+    each new refresh token saved, and the extraction completes with all its rows."""
+    import datetime as dt
+
+    box = sandbox_factory(token_ttl=50)  # 50 s x time_scale 0.02 = 1 s
+    run = make_cli(box.base_url, tmp_path / "data")
+    fast_env.delenv("APS_PAT")
+    login(run)
+    first = token_file(run)["refresh_token"]
+    until = box.data.end_date
+    run("extract", "tokenflex", "--since", str(until - dt.timedelta(days=20)), "--until", str(until))
+    run("extract", "premium", "--team", "5012734", "--since", str(until - dt.timedelta(days=40)), "--until", str(until))
+    assert run.read("tokenflex_usage").num_rows > 0 and run.read("premium_usage").num_rows > 0
+    assert token_file(run)["refresh_token"] != first
+    refreshes = len(box.app_state.oauth.spent_refresh_tokens)
+    assert refreshes >= 2
+    assert token_file(run)["refresh_token"] not in box.app_state.oauth.spent_refresh_tokens
+
+
+def test_token_store_choice(run, fast_env):
+    from extractor.auth import default_store, usable_keyring
+
+    settings = Settings(data_dir=run.data_dir, base_url=run.base_url)
+    assert isinstance(default_store(settings), FileTokenStore)
+    fast_env.setenv("APS_TOKEN_STORE", "keyring")
+    if not usable_keyring():
+        with pytest.raises(AuthError, match="no usable keyring"):
+            default_store(settings)
