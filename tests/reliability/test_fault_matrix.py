@@ -123,3 +123,131 @@ def test_fault(fault: Fault, command: str, baselines, start_sandbox, fast_env, t
     plan = faulty.state.faults
     injected = sum(1 for n in range(1, plan._counter + 1) if plan.decide(n))
     assert injected > 0, f"{fault.name}: the sandbox injected nothing; the run proves nothing"
+
+
+class FailTeam:
+    """ASGI wrapper: every insights call for one team answers 503 (the other teams are fine)."""
+
+    def __init__(self, app, team: str):
+        self.app, self.team, self.state = app, team, app.state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and f"contextId={self.team}".encode() in scope.get("query_string", b""):
+            await send({"type": "http.response.start", "status": 503, "headers": [(b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        return await self.app(scope, receive, send)
+
+
+def _team_rows(data_dir: Path, dataset: str, column: str, team: str) -> list:
+    from extractor.dataset import DataDir
+
+    table = DataDir(data_dir).read(dataset)
+    names = [n for n in table.column_names if n not in ("_extracted_at", "_source")]
+    rows = [r for r in zip(*[table.column(n).to_pylist() for n in names]) if r[names.index(column)] == team]
+    return sorted(rows, key=repr)
+
+
+def test_a_failing_team_keeps_its_old_rows_and_the_others_commit(sandbox, fast_env, tmp_path, fault_matrix):
+    """Teams are committed one by one: a team whose calls all fail keeps exactly its previous
+    rows, a team extracted before it has its new rows; the run ends with one error line."""
+    from extractor.sandbox.app import create_app
+    from extractor.sandbox.server import start_in_thread
+
+    good, bad = "4865648", "5230981"
+    teams = ["--team", good, "--team", bad]
+    previous, expected = tmp_path / "previous", tmp_path / "expected"
+    ok(invoke(previous, sandbox.base_url, "extract", "premium", *teams, "--since", PREVIOUS[0], "--until", PREVIOUS[1]))
+    shutil.copytree(previous, expected)
+    ok(invoke(expected, sandbox.base_url, "extract", "premium", *teams, "--since", NEW[0], "--until", NEW[1]))
+    data_dir = tmp_path / "data"
+    shutil.copytree(previous, data_dir)
+
+    app = create_app(data=sandbox.data, time_scale=0.02)
+    server = start_in_thread(FailTeam(app, bad))
+    try:
+        fast_env.setenv("APS_HTTP_MAX_ATTEMPTS", "3")
+        result = invoke(data_dir, server.base_url, "extract", "premium", *teams, "--since", NEW[0], "--until", NEW[1])
+    finally:
+        server.stop()
+        app.state.sandbox.close()
+    assert result.exit_code == 4 and is_one_line_error(result), result.output
+    for dataset, column in (("premium_usage", "context_id"), ("premium_users", "team_id"),
+                            ("premium_subscriptions", "team_id")):
+        assert _team_rows(data_dir, dataset, column, good) == _team_rows(expected, dataset, column, good), dataset
+        assert _team_rows(data_dir, dataset, column, bad) == _team_rows(previous, dataset, column, bad), dataset
+    assert _team_rows(data_dir, "premium_usage", "context_id", good) != _team_rows(previous, "premium_usage", "context_id", good)
+    assert not stray_files(data_dir) and not leftover_transactions(data_dir)
+    fault_matrix.record("one team always 503 (2 teams)", "extract premium", "good team new, failing team old")
+
+
+class CutRefreshAnswers:
+    """ASGI wrapper: the token endpoint's answers to refresh requests are cut off after the
+    server has rotated the refresh token (half the body, then the connection drops)."""
+
+    def __init__(self, app):
+        self.app, self.state, self.cut = app, app.state, 0
+        self.enabled = False
+
+    async def __call__(self, scope, receive, send):
+        if not (self.enabled and scope["type"] == "http" and scope["path"] == "/authentication/v2/token"):
+            return await self.app(scope, receive, send)
+        from extractor.sandbox.middleware import _abort_connection
+
+        body = bytearray()
+        start = {}
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+            else:
+                body.extend(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        if b"refresh_token" not in body:
+            await send(start)
+            await send({"type": "http.response.body", "body": bytes(body)})
+            return
+        self.cut += 1
+        headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        await send({**start, "headers": headers + [(b"content-length", str(len(body) + 64).encode())]})
+        await send({"type": "http.response.body", "body": bytes(body[: len(body) // 2]), "more_body": True})
+        _abort_connection(receive)
+
+
+def test_lost_refresh_answer_asks_to_log_in_again(sandbox, fast_env, tmp_path, monkeypatch, fault_matrix):
+    """A rotating refresh token is spent when the server answers; if the answer is lost, the
+    saved login cannot be refreshed any more: the run stops with one line saying to log in
+    again, and the dataset is untouched."""
+    import webbrowser
+
+    from extractor.sandbox.app import create_app
+    from extractor.sandbox.server import start_in_thread
+
+    from .test_secrets import follow_login
+
+    app = create_app(data=sandbox.data, time_scale=0.02, token_ttl=60)  # tokens live 1.2 s
+    cutter = CutRefreshAnswers(app)
+    server = start_in_thread(cutter)
+    monkeypatch.setattr(webbrowser, "open", follow_login)
+    data_dir = tmp_path / "data"
+    try:
+        ok(invoke(data_dir, server.base_url, "auth", "login", "--timeout", "20"))
+        ok(invoke(data_dir, server.base_url, "extract", "premium", "--team", TEAM, "--since", PREVIOUS[0],
+                  "--until", PREVIOUS[1], "--reports", "usage"))
+        before = fingerprint(data_dir)
+        import time
+
+        time.sleep(1.3)  # the saved access token has expired: the next run must refresh
+        cutter.enabled = True
+        result = invoke(data_dir, server.base_url, "extract", "premium", "--team", TEAM, "--since", NEW[0],
+                        "--until", NEW[1], "--reports", "usage")
+    finally:
+        server.stop()
+        app.state.sandbox.close()
+    assert cutter.cut >= 1
+    assert result.exit_code == 3 and is_one_line_error(result), result.output
+    assert "auth login" in error_lines(result)[0], error_lines(result)[0]
+    assert {k: v for k, v in fingerprint(data_dir).items() if "token" not in k} == \
+        {k: v for k, v in before.items() if "token" not in k}
+    fault_matrix.record("3-legged refresh answer lost", "extract premium", "clean-error")
