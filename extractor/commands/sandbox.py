@@ -52,22 +52,28 @@ def serve(host, port, seed, users, days, end_date, hide_personal_data, time_scal
     """Serve the sandbox API until interrupted; prints its base URL and the credentials it accepts."""
     from ..sandbox import CLIENT_ID, CLIENT_SECRET, PAT
     from ..sandbox.app import create_app
-    from ..sandbox.faults import FaultSpecError
+    from ..logs import log, progress
+    from ..sandbox.data import generate
+    from ..sandbox.faults import FaultPlan, FaultSpecError
     from ..sandbox.server import start_in_thread
 
     if time_scale <= 0:
         raise InputError("--time-scale must be positive")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("the sandbox accepts fixed, public credentials: serving on %s exposes it beyond this machine", host)
     try:
-        app = create_app(seed=seed, users=users, days=days, end_date=_end_date(end_date),
-                         hide_personal_data=hide_personal_data, time_scale=time_scale, faults=faults,
-                         slow_seconds=slow_seconds)
+        FaultPlan.parse(faults)  # refuse a bad spec before spending time on data
     except FaultSpecError as err:
         raise InputError(f"--faults: {err}") from None
+    with progress("Generating sandbox data", quiet=users < 20_000) as task:
+        data = generate(seed=seed, users=users, days=days, end_date=_end_date(end_date))
+        task.advance(1)
+    app = create_app(data, hide_personal_data=hide_personal_data, time_scale=time_scale, faults=faults,
+                     slow_seconds=slow_seconds)
     try:
         server = start_in_thread(app, host=host, port=port)
     except OSError as err:
         raise InputError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
-    data = app.state.data
     click.echo(f"Sandbox listening on {server.base_url}")
     click.echo(f"  client id: {CLIENT_ID}  client secret: {CLIENT_SECRET}  PAT (ADSK-PAT header): {PAT}")
     click.echo(f"  data: {data.usage.num_rows} usage rows, {data.start_date} .. {data.end_date}, "
