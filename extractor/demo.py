@@ -33,7 +33,7 @@ DEFAULT_USERS = 120
 DEFAULT_DAYS = 120
 DEFAULT_SEED = 42
 #: sandbox job delays (export and query polling) scaled down: the demo shows the flow, not the waits
-SANDBOX_TIME_SCALE = 0.01
+SANDBOX_TIME_SCALE = 0.002
 SANDBOX_CREDENTIALS = ("sandbox-client", "sandbox-secret", "sandbox-pat")
 MARKER = "demo.json"
 #: what an earlier demo wrote and a new demo replaces

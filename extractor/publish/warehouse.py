@@ -43,7 +43,8 @@ def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(path), read_only=True)
     except duckdb.Error as err:
-        raise BuildError(f"{path}: cannot open the warehouse: {err}") from err
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise BuildError(f"{path}: cannot open the warehouse (is a build running?): {first_line}") from err
 
 
 def list_marts(con: duckdb.DuckDBPyConnection) -> list[Mart]:

@@ -181,3 +181,28 @@ def test_publish_help_lists_the_formats():
     assert result.exit_code == 0
     for fmt in ("parquet", "csv", "hyper", "pbids", "html"):
         assert fmt in result.output
+
+
+def test_a_warehouse_locked_by_a_build_is_a_one_line_error(fake_data_dir):
+    data_dir, _ = fake_data_dir
+    import multiprocessing
+
+    ready, done = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold_write_lock, args=(str(data_dir / "warehouse.duckdb"), ready, done))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        result = run_publish(data_dir, "--formats", "csv")
+    finally:
+        done.set()
+        holder.join(30)
+    assert result.exit_code == 6
+    assert "is a build running?" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def _hold_write_lock(path: str, ready, done) -> None:
+    con = duckdb.connect(path)  # a writer in another process, as dbt during a build
+    ready.set()
+    done.wait(30)
+    con.close()
