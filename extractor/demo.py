@@ -22,7 +22,7 @@ import duckdb
 
 from .config import Settings
 from .errors import InputError
-from .logs import progress
+from .logs import progress, register_secret
 from .publish import PublishResult, publish
 from .publish.findings import headline_findings as findings_of
 
@@ -128,6 +128,8 @@ def run_demo(
         result.base_url = server.base_url
         api_settings = Settings(data_dir=settings.data_dir, base_url=server.base_url,
                                 verbose=settings.verbose, quiet=settings.quiet)
+        for secret in SANDBOX_CREDENTIALS[1:]:  # sandbox values, but secrets all the same
+            register_secret(secret)
         auth = Auth(api_settings, Credentials(*SANDBOX_CREDENTIALS),
                     FileTokenStore(api_settings.state_dir / "demo-token.json"))
         try:
