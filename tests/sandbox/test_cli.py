@@ -89,3 +89,9 @@ def test_generate_bad_end_date(tmp_path):
     result = CliRunner().invoke(cli, ["sandbox", "generate", "--out", str(tmp_path), "--end-date", "31/10/2026"], obj=None)
     assert result.exit_code == 2 and "--end-date" in result.output
     assert not list(tmp_path.iterdir())
+
+
+def test_serve_port_in_use_is_one_line_exit_2(sandbox):
+    port = sandbox.base_url.rsplit(":", 1)[1]
+    result = CliRunner().invoke(cli, ["sandbox", "serve", "--port", port, "--users", "12", "--days", "5"], obj=None)
+    assert result.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.output
