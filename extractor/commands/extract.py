@@ -9,9 +9,8 @@ import click
 
 from ..auth import Auth
 from ..config import Settings
-from ..errors import InputError
 from ..http import ApiClient
-from ..incremental import DEFAULT_LAG_DAYS, parse_day
+from ..incremental import DEFAULT_LAG_DAYS
 
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
 
@@ -38,8 +37,7 @@ def teams(settings: Settings) -> None:
     """List the Premium teams (contexts) these credentials can report on."""
     from ..premium import list_teams
 
-    auth = Auth(settings)
-    with ApiClient(settings, auth) as api:
+    with ApiClient(settings, Auth(settings)) as api:
         found = list_teams(api)
     _print_table(f"{len(found)} Premium team(s)", ["team id", "name", "reporting benefits"],
                  [[t["context_id"], t["team_name"], t["reporting_benefits"]] for t in found])
@@ -51,8 +49,7 @@ def contracts(settings: Settings) -> None:
     """List the Token Flex contracts these credentials can see."""
     from ..tokenflex import list_contracts
 
-    auth = Auth(settings)
-    with ApiClient(settings, auth) as api:
+    with ApiClient(settings, Auth(settings)) as api:
         found = list_contracts(api)
     _print_table(f"{len(found)} Token Flex contract(s)", ["contract", "name", "start", "end", "active"],
                  [[c["contract_number"], c["contract_name"], c["contract_start_date"], c["contract_end_date"],
@@ -88,10 +85,10 @@ def premium(settings: Settings, teams_: tuple[str, ...], since, until, reports: 
     """Premium Reporting: teams, usage per day/user/product, Users and Subscriptions reports."""
     from ..premium import extract_premium
 
-    auth = Auth(settings)
-    result = extract_premium(settings, auth, teams=list(teams_) or None, since=_day(since), until=_day(until),
-                             reports=reports.split(","), lag_days=lag_days, hash_personal_data=hash_personal_data)
-    auth.close()
+    with ApiClient(settings, Auth(settings)) as api:
+        result = extract_premium(settings, api.auth, teams=list(teams_) or None, since=_day(since), until=_day(until),
+                                 reports=reports.split(","), lag_days=lag_days, hash_personal_data=hash_personal_data,
+                                 api=api)
     ranges = "; ".join(f"team {t} {a}..{b}" for t, (a, b) in result.ranges.items())
     rows = ", ".join(f"{d} {n}" for d, n in result.rows.items())
     click.echo(f"Premium: {len(result.teams)} team(s); rows received: {rows or 'none'}" + (f"; {ranges}" if ranges else ""))
@@ -112,10 +109,10 @@ def tokenflex(settings: Settings, contracts_: tuple[str, ...], since, until, lag
     """Token Flex: contracts (per year), custom field names, usage sessions through CSV exports."""
     from ..tokenflex import extract_tokenflex
 
-    auth = Auth(settings)
-    result = extract_tokenflex(settings, auth, contracts=list(contracts_) or None, since=_day(since),
-                               until=_day(until), lag_days=lag_days, hash_personal_data=hash_personal_data)
-    auth.close()
+    with ApiClient(settings, Auth(settings)) as api:
+        result = extract_tokenflex(settings, api.auth, contracts=list(contracts_) or None, since=_day(since),
+                                   until=_day(until), lag_days=lag_days, hash_personal_data=hash_personal_data,
+                                   api=api)
     ranges = "; ".join(f"contract {c} {a}..{b}" for c, (a, b) in result.ranges.items())
     rows = ", ".join(f"{d} {n}" for d, n in result.rows.items())
     click.echo(f"Token Flex: {len(result.contracts)} contract(s); rows received: {rows or 'none'}"
