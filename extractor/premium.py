@@ -161,7 +161,7 @@ def _narrow(shape: QueryShape, message: str, team_id: str) -> bool:
     has_personal = any(f in PERSONAL_FIELDS for f in shape.fields)
     smaller = [n for n in PAGE_LIMITS if n < shape.limit]
     if mentions_personal and has_personal:
-        _drop_personal(shape, team_id)
+        _drop_personal(shape, team_id, message)
         return True
     if mentions_limit and smaller:
         shape.limit = smaller[0]
@@ -170,16 +170,17 @@ def _narrow(shape: QueryShape, message: str, team_id: str) -> bool:
     if smaller:  # unknown reason: smaller pages first, then without personal fields
         shape.limit = smaller[0]
         return True
-    if has_personal:
-        _drop_personal(shape, team_id)
+    if has_personal:  # refused for a reason we cannot read: the personal fields are the last suspect
+        _drop_personal(shape, team_id, message)
         return True
     return False
 
 
-def _drop_personal(shape: QueryShape, team_id: str) -> None:
+def _drop_personal(shape: QueryShape, team_id: str, message: str) -> None:
     shape.fields = [f for f in shape.fields if f not in PERSONAL_FIELDS]
     shape.personal_hidden = True
-    log.warning("team %s hides personal data: usage extracted without names/emails (hashedUserId is the key)", team_id)
+    log.warning("team %s: usage query refused with its personal fields (%s); extracting without names/emails "
+                "(hashedUserId is the user key)", team_id, message[:160])
 
 
 def _get_results(api: ApiClient, query_id: str, offset: int, shape: QueryShape, team_id: str) -> dict:
