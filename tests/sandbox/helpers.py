@@ -16,11 +16,26 @@ def token(base_url: str, scope: str = "data:read data:write") -> str:
     return r.json()["access_token"]
 
 
+class _RenewingToken(httpx.Auth):
+    """Bearer auth that fetches a new 2-legged token when the sandbox says the old one expired
+    (at time_scale 0.02 a token lives 72 s, less than a slow test module)."""
+
+    def __init__(self, base_url: str, scope: str):
+        self.base_url, self.scope = base_url, scope
+        self.value = token(base_url, scope)
+
+    def auth_flow(self, request):
+        request.headers["Authorization"] = f"Bearer {self.value}"
+        response = yield request
+        if response.status_code == 401 and b"expired" in response.read():
+            self.value = token(self.base_url, self.scope)
+            request.headers["Authorization"] = f"Bearer {self.value}"
+            yield request
+
+
 def client(base_url: str, scope: str = "data:read data:write", pat: bool = True) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token(base_url, scope)}"}
-    if pat:
-        headers["ADSK-PAT"] = PAT
-    return httpx.Client(base_url=base_url, headers=headers, timeout=30)
+    headers = {"ADSK-PAT": PAT} if pat else {}
+    return httpx.Client(base_url=base_url, headers=headers, auth=_RenewingToken(base_url, scope), timeout=30)
 
 
 def wait_for(fn, done, timeout: float = 10.0, interval: float = 0.01):
