@@ -115,3 +115,25 @@ def test_a_held_data_dir_lock_is_exit_5(run):
     with dd.lock("another run"):
         result = run("extract", "tokenflex", ok=False)
     assert result.exit_code == 5 and "another run" in result.output
+
+
+def test_hashed_user_names_join_hashed_premium_emails(run, sandbox):
+    """--hash-personal-data on both APIs: a Token Flex user name that is an email hashes to the
+    same value as that email in Premium usage, so the user stays one user."""
+    until = sandbox.data.end_date
+    since = until - dt.timedelta(days=15)
+    args = ["--since", str(since), "--until", str(until), "--hash-personal-data"]
+    run("extract", "tokenflex", *args)
+    run("extract", "premium", "--reports", "usage", *args)
+    tf_users = set(run.read("tokenflex_usage")["user_name"].to_pylist())
+    premium_emails = set(run.read("premium_usage")["email"].to_pylist())
+    assert all(len(u) == 64 and "@" not in u for u in tf_users)
+    clear = set(expected_sessions(sandbox, since, until)["user_name"].to_pylist())
+    assert not tf_users & clear
+    emails_in_tf = {u for u in clear if "@" in u}
+    assert emails_in_tf  # most Token Flex user names are emails
+    usage = sandbox.data.usage
+    in_range = usage.filter(pc.and_(pc.greater_equal(usage["usage_date"], pa.scalar(since)),
+                                    pc.less_equal(usage["usage_date"], pa.scalar(until))))
+    both = emails_in_tf & set(in_range["email"].to_pylist())
+    assert both and len(tf_users & premium_emails) == len(both)
