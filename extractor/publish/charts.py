@@ -114,6 +114,14 @@ def _stacked(rows: list[tuple], title: str, x_title: str, y_title: str, top: int
             fig.add_bar(name=name, y=xs, x=values, orientation="h")
         else:
             fig.add_bar(name=name, x=xs, y=values)
+    stacked_totals: dict[str, float] = {}
+    for bucket in series.values():
+        for x, v in bucket.items():
+            stacked_totals[x] = stacked_totals.get(x, 0.0) + v
+    small_counts = all(float(v or 0).is_integer() for _, _, v in rows) and max(stacked_totals.values(), default=0) <= 10
+    value_axis = fig.update_xaxes if horizontal else fig.update_yaxes
+    if small_counts:  # counts of a few: whole ticks, never 0.2 users
+        value_axis(tick0=0, dtick=1)
     if horizontal:
         fig.update_xaxes(type="linear", title=y_title)
         fig.update_yaxes(type="category", title=x_title, automargin=True)
