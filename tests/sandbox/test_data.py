@@ -171,3 +171,18 @@ def test_metadata_covers_most_but_not_all_users(data):
     assert set(meta) < emails
     assert 0.75 * len(emails) < len(meta) < len(emails)
     assert any(";" in p for p in data.metadata["project"].to_pylist())
+
+
+def test_teams_option_and_bad_sizes():
+    two = generate(seed=1, users=30, days=10, end_date="2026-10-31", teams=2)
+    assert two.teams["team_name"].to_pylist() == ["New York Office", "London Studio"]
+    assert set(two.usage["team_name"].unique().to_pylist()) <= {"New York Office", "London Studio"}
+    named = generate(seed=1, users=30, days=10, end_date="2026-10-31", teams=["Alpha", "Beta", "Gamma"])
+    assert named.teams["team_name"].to_pylist() == ["Alpha", "Beta", "Gamma"]
+    assert len(set(named.teams["context_id"].to_pylist())) == 3
+    with pytest.raises(ValueError, match="users"):
+        generate(users=5, days=10)
+    with pytest.raises(ValueError, match="days"):
+        generate(users=30, days=0)
+    with pytest.raises(ValueError, match="teams"):
+        generate(users=30, days=10, teams=9)
