@@ -129,32 +129,44 @@ def _request_path(number: str, key: str = "") -> str:
     return f"{path}/{quote(key, safe='')}" if key else path
 
 
-def export_body(category: str, start: date, end: date, metrics: list[str], number: str) -> dict:
+def date_filter(start: date, end: date, by_month: bool = False) -> str:
+    if by_month:  # the coarser variant, for a service that refuses usageDate in where
+        return f"usageMonth >= '{start:%Y-%m}-01' AND usageMonth <= '{end:%Y-%m}-01'"
+    return f"usageDate >= '{start.isoformat()}' AND usageDate <= '{end.isoformat()}'"
+
+
+def export_body(category: str, start: date, end: date, metrics: list[str], number: str, by_month: bool = False) -> dict:
     return {
         "fields": GENERAL_FIELDS + CATEGORY_FIELDS[category],
         "metrics": metrics,
         "usageCategory": [category],
-        "where": f"usageDate >= '{start.isoformat()}' AND usageDate <= '{end.isoformat()}'",
+        "where": date_filter(start, end, by_month),
         "downloadFileName": f"aps-usage-{number}-{category.lower()}-{start:%Y%m%d}-{end:%Y%m%d}",
     }
 
 
-def submit_export(api: ApiClient, number: str, category: str, start: date, end: date, metrics: list[str]) -> tuple[str, list[str]]:
-    """POST one export request; drops the optional metrics if the service refuses them."""
-    while True:
-        response = api.post(_request_path(number), json=export_body(category, start, end, metrics, number),
+def submit_export(api: ApiClient, number: str, category: str, start: date, end: date,
+                  metrics: list[str]) -> tuple[str, list[str]]:
+    """POST one export request. On a 400 the next plausible variant is tried: tokensConsumed
+    only, then a usageMonth filter (rows outside [start, end] are dropped after download)."""
+    variants = [(metrics, False)]
+    if metrics != REQUIRED_METRICS:
+        variants.append((list(REQUIRED_METRICS), False))
+    variants += [(metrics, True)] + ([(list(REQUIRED_METRICS), True)] if metrics != REQUIRED_METRICS else [])
+    for chosen, by_month in variants:
+        response = api.post(_request_path(number), json=export_body(category, start, end, chosen, number, by_month),
                             raise_for_status=False)
         if response.is_success:
-            key = response.json().get("requestKey")
+            body = response.json()
+            key = body.get("requestKey") or body.get("id")
             if not key:
                 raise ApiError(f"export request for contract {number} {category}: response has no requestKey")
-            return str(key), metrics
-        detail = response.text[:300].replace("\n", " ")
-        if response.status_code == 400 and metrics != REQUIRED_METRICS:
-            log.debug("contract %s %s: export refused (%s); retrying with tokensConsumed only", number, category, detail)
-            metrics = list(REQUIRED_METRICS)
-            continue
-        raise ApiClient.error_for(response, f"POST tokenflex/v1/export/{number}/requests ({category})")
+            return str(key), chosen
+        if response.status_code != 400:
+            break
+        log.debug("contract %s %s: export refused (%s); trying the next variant", number, category,
+                  response.text[:300].replace("\n", " "))
+    raise ApiClient.error_for(response, f"POST tokenflex/v1/export/{number}/requests ({category})")
 
 
 def _url_expired(info: dict, url: str) -> bool:
