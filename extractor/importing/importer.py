@@ -138,6 +138,7 @@ def import_paths(settings: Settings, paths: Iterable[str | os.PathLike[str]], ki
                 report.files.append(FileResult(entry.name, prepared.kind.name, prepared.dataset, rows))
             if metadata:
                 _write_metadata(tx, metadata)
+            _give_memory_back()  # before the commit's merge needs its own
             if not report.files:
                 named = ", ".join(os.fspath(p) for p in paths)
                 why = "; ".join(f"{s}: {r}" for s, r in report.skipped) or f"no tables found in {named}"
@@ -160,7 +161,25 @@ def _stream(tx, entry: InputEntry, prepared: Prepared, quiet: bool) -> int:
                 task.advance(raw.num_rows)
 
         batches = (with_all_columns(b, prepared.kind.spec) for b in prepared.record_batches(on_batch=advance))
-        return tx.write(prepared.dataset, batches, source=entry.name, replace=prepared.kind.replace())
+        return tx.write(prepared.dataset, _rechunked(batches), source=entry.name, replace=prepared.kind.replace())
+
+
+STAGE_ROWS = 100_000
+
+
+def _rechunked(batches: Iterator[pa.RecordBatch], rows: int = STAGE_ROWS) -> Iterator[pa.Table]:
+    """Batches of about ``rows`` rows: the writer splits each one by month into a Parquet row
+    group, and thousands of tiny row groups cost more memory (their metadata) than the rows."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pa.Table.from_batches(pending)
+            pending, count = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
 
 
 def with_all_columns(batch: pa.RecordBatch, spec) -> pa.RecordBatch:
@@ -172,6 +191,17 @@ def with_all_columns(batch: pa.RecordBatch, spec) -> pa.RecordBatch:
     arrays = list(batch.columns) + [pa.nulls(batch.num_rows, spec.columns[n]) for n in missing]
     names = list(batch.schema.names) + missing
     return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _give_memory_back() -> None:
+    """Return freed reading buffers to the OS (Arrow's pool, then glibc's heap)."""
+    pa.default_memory_pool().release_unused()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def check_unique_keys(files: list[ImportedFile]) -> None:
