@@ -52,38 +52,10 @@ def d(text: str) -> dt.date:
 # ----------------------------------------------------------------------------- setup
 
 
-def _import_command_available() -> bool:
-    return "import" in cli.commands
-
-
 def import_files(data_dir: Path, paths: list[Path]) -> None:
-    """Through the real import path: `aps-usage import` when it is registered; until the
-    importer lands, the same steps by hand (header normaliser, kind detection, DataDir)."""
-    if _import_command_available():
-        result = CliRunner().invoke(
-            cli, ["--data-dir", str(data_dir), "import", *map(str, paths)], obj=None, catch_exceptions=False
-        )
-        assert result.exit_code == 0, result.output
-        return
-    import pyarrow.csv as pacsv
-
-    from extractor.importing.headers import column_names
-    from extractor.importing.kinds import detect_kind
-
-    dd = DataDir(data_dir)
-    dd.ensure_schema_files()
-    with dd.lock("test import"), dd.transaction() as tx:
-        for path in paths:
-            table = pacsv.read_csv(
-                path, convert_options=pacsv.ConvertOptions(strings_can_be_null=False, column_types={})
-            )
-            table = table.cast(pa.schema([(n, pa.string()) for n in table.column_names]))
-            names = column_names(table.column_names, path.name)
-            kind = detect_kind(names, table.column_names, path.name)
-            names = column_names(table.column_names, path.name, kind.aliases)
-            table = table.rename_columns(names)
-            table = table.select([n for n in names if n in kind.spec.columns])
-            tx.write(kind.dataset, table, source=path.name, replace=kind.replace())
+    """Through the real import path: `aps-usage import` (kind detected from the headers)."""
+    result = CliRunner().invoke(cli, ["--quiet", "--data-dir", str(data_dir), "import", *map(str, paths)], obj=None)
+    assert result.exit_code == 0, f"aps-usage import failed ({result.exit_code}): {result.output}"
 
 
 def write_contract_snapshot(data_dir: Path) -> None:
