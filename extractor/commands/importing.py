@@ -21,7 +21,8 @@ from ..importing.kinds import KINDS
 @click.option(
     "--hash-personal-data",
     is_flag=True,
-    help="Store e-mails, names and user ids as SHA-256 of the trimmed lower-cased value.",
+    help="Store e-mails and names as salted SHA-256 of the trimmed lower-cased value "
+    "(the data dir's salt, as 'extract --hash-personal-data' uses, so the two still join).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj

@@ -38,7 +38,6 @@ workbooks), ``readers`` (CSV/XLSX -> text batches), ``headers`` (names and alias
 ``convert`` (a table of one kind -> typed, checked batches), ``importer`` (the transaction).
 """
 
-from .convert import PERSONAL_COLUMNS
 from .headers import ALIASES, normalise_header
 from .importer import FileResult, ImportedFile, ImportReport, import_paths, read_table, read_tables
 from .kinds import KINDS, detect_kind
@@ -51,7 +50,6 @@ __all__ = [
     "ImportedFile",
     "InputEntry",
     "KINDS",
-    "PERSONAL_COLUMNS",
     "detect_kind",
     "import_paths",
     "iter_files",

@@ -6,15 +6,15 @@ Checks (each failure names file, row and column):
 - the dataset's date column (``usage_date``) is filled on every row: it partitions the data;
 - tokens are never negative, except Token Flex ``MANUAL_ADJUSTMENT`` rows, where a negative
   ``tokens_consumed`` is a credit given back to the pool;
-- with ``hash_personal_data``, the columns in :data:`PERSONAL_COLUMNS` are replaced by the
-  SHA-256 of their trimmed, lower-cased value (the same person gets the same hash in every
-  file, and an e-mail address hashes the same as a Token Flex user name that is that
-  address, so joins still work). This is pseudonymisation, not anonymisation.
+- with a personal-data salt (``--hash-personal-data``), the personal columns
+  (``extractor.personal.PERSONAL_COLUMNS``) are replaced by the salted SHA-256 of their
+  trimmed, lower-cased value, exactly as the API extraction does with the data dir's salt,
+  so imported and extracted rows of one person still join (and an e-mail hashes the same as
+  a Token Flex user name that is that address).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,15 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InputError
+from ..personal import PERSONAL_COLUMNS, hash_value
 from .headers import column_names, normalise_header
 from .kinds import Kind, detect_kind, kind_by_name
 from .readers import RawBatch, RawTable
 from .values import BadValue, to_type
 
-PERSONAL_COLUMNS = (
-    "email", "user_name", "first_name", "last_name", "full_name", "user_id",
-    "contract_manager_email", "reseller_email",
-)
 ADJUSTMENT_CATEGORY = "MANUAL_ADJUSTMENT"
 
 
@@ -48,7 +45,7 @@ class Prepared:
     raw: RawTable
     kind: Kind
     names: list[str]  # canonical column names, in file order
-    hash_personal_data: bool = False
+    salt: bytes | None = None  # hash personal columns with it
 
     @property
     def source(self) -> str:
@@ -85,8 +82,8 @@ class Prepared:
             arrays.append(array)
         batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema())
         self._check(batch, raw)
-        if self.hash_personal_data:
-            batch = hash_personal(batch)
+        if self.salt is not None:
+            batch = hash_personal(batch, self.salt)
         return batch
 
     def _error(self, raw: RawBatch, index: int, column: int, what: str) -> InputError:
@@ -122,7 +119,7 @@ class Prepared:
         return pa.Table.from_batches(batches, schema=self.schema()), rows
 
 
-def prepare(raw: RawTable, kind: str | None = None, *, hash_personal_data: bool = False) -> Prepared:
+def prepare(raw: RawTable, kind: str | None = None, *, salt: bytes | None = None) -> Prepared:
     """Decide the kind (given, or from the headers) and the canonical names of ``raw``.
 
     Raises :class:`NotThisKind` when the headers do not fit (the caller decides whether that
@@ -143,20 +140,15 @@ def prepare(raw: RawTable, kind: str | None = None, *, hash_personal_data: bool 
             f"{raw.source}: required column {', '.join(repr(m) for m in missing)} missing for a "
             f"{chosen.name} file (headers: {_list(raw.headers)})"
         )
-    return Prepared(raw, chosen, names, hash_personal_data)
+    return Prepared(raw, chosen, names, salt)
 
 
-def _sha256(value: str) -> str:
-    return hashlib.sha256(value.strip().lower().encode("utf-8")).hexdigest()
-
-
-def hash_personal(batch: pa.RecordBatch) -> pa.RecordBatch:
+def hash_personal(batch: pa.RecordBatch, salt: bytes) -> pa.RecordBatch:
+    """Personal columns -> salted hashes (blank and masked cells are already NULL)."""
     for name in PERSONAL_COLUMNS:
         if name not in batch.schema.names:
             continue
-        column = batch.column(name)
-        encoded = pc.dictionary_encode(column)  # hash each distinct value once
-        hashed = pa.array([_sha256(v) for v in encoded.dictionary.to_pylist()], pa.string())
-        values = pc.take(hashed, encoded.indices)
-        batch = batch.set_column(batch.schema.get_field_index(name), name, values)
+        encoded = pc.dictionary_encode(batch.column(name))  # hash each distinct value once
+        hashed = pa.array([hash_value(salt, v) for v in encoded.dictionary.to_pylist()], pa.string())
+        batch = batch.set_column(batch.schema.get_field_index(name), name, pc.take(hashed, encoded.indices))
     return batch

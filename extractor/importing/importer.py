@@ -25,6 +25,7 @@ from ..dataset import DataDir, Replace
 from ..errors import InputError
 from ..schemas import USER_METADATA
 from ..logs import log, progress
+from ..personal import load_salt
 from .convert import NotThisKind, Prepared, prepare
 from .kinds import METADATA_KEYS
 from .readers import EmptyFile
@@ -69,7 +70,7 @@ class ImportReport:
 
 
 def _open_entries(
-    paths: Iterable[str | os.PathLike[str]], kind: str | None, hash_personal_data: bool,
+    paths: Iterable[str | os.PathLike[str]], kind: str | None, salt: bytes | None,
     skipped: list[tuple[str, str]], name: str | None = None,
 ) -> Iterator[tuple[InputEntry, Prepared]]:
     """Each importable table, open while the caller reads it. Entries of folders, archives
@@ -78,7 +79,7 @@ def _open_entries(
         with ExitStack() as stack:
             try:
                 raw = stack.enter_context(entry.opener())
-                prepared = prepare(raw, kind, hash_personal_data=hash_personal_data)
+                prepared = prepare(raw, kind, salt=salt)
             except (EmptyFile, NotThisKind) as err:
                 if not entry.optional:
                     raise
@@ -89,11 +90,11 @@ def _open_entries(
             yield entry, prepared
 
 
-def read_tables(path: str | os.PathLike[str], kind: str | None = None, *, name: str | None = None,
-                hash_personal_data: bool = False) -> list[ImportedFile]:
+def read_tables(path: str | os.PathLike[str], kind: str | None = None, *,
+                name: str | None = None) -> list[ImportedFile]:
     """Every table in ``path`` (a file, folder, ZIP or workbook), read whole into memory."""
     out, skipped = [], []
-    for entry, prepared in _open_entries([path], kind, hash_personal_data, skipped, name=name):
+    for entry, prepared in _open_entries([path], kind, None, skipped, name=name):
         table, rows = prepared.read_all()
         out.append(ImportedFile(prepared.kind.name, prepared.dataset, table, entry.name, rows))
     if not out:
@@ -102,10 +103,10 @@ def read_tables(path: str | os.PathLike[str], kind: str | None = None, *, name: 
     return out
 
 
-def read_table(path: str | os.PathLike[str], kind: str | None = None, *, name: str | None = None,
-               hash_personal_data: bool = False) -> ImportedFile:
+def read_table(path: str | os.PathLike[str], kind: str | None = None, *,
+               name: str | None = None) -> ImportedFile:
     """The one table in ``path`` (tables of one kind in a ZIP/workbook are concatenated)."""
-    tables = read_tables(path, kind, name=name, hash_personal_data=hash_personal_data)
+    tables = read_tables(path, kind, name=name)
     if len(tables) == 1:
         return tables[0]
     kinds = {t.kind for t in tables}
@@ -124,9 +125,10 @@ def import_paths(settings: Settings, paths: Iterable[str | os.PathLike[str]], ki
     report = ImportReport()
     data_dir = DataDir(settings.data_dir)
     with data_dir.lock("import"):
+        salt = load_salt(data_dir.state_dir) if hash_personal_data else None
         with data_dir.transaction() as tx:
             metadata: list[ImportedFile] = []
-            for entry, prepared in _open_entries(paths, kind, hash_personal_data, report.skipped):
+            for entry, prepared in _open_entries(paths, kind, salt, report.skipped):
                 if prepared.kind.name == "metadata":
                     table, rows = prepared.read_all()
                     metadata.append(ImportedFile("metadata", prepared.dataset, table, entry.name, rows))

@@ -229,14 +229,19 @@ def test_metadata_replaces_whole(run, files):
 
 
 def test_hash_personal_data(run, files):
+    from extractor.personal import hash_value, load_salt
+
     run("import", "--hash-personal-data", write(files / "u.csv", csv_text(OLD_USAGE_HEADER, USAGE_ROWS)))
     run("import", "--hash-personal-data", write(files / "tf.csv", csv_text(TOKENFLEX_HEADER, [
         ("2026-01-05", "1", "DESKTOP_PRODUCT", "Revit", " ANN@acme.example ", "", "10", "")])))
+    salt = load_salt(run.data_dir / "state")  # the extractor's salt: imports and extractions join
     usage = run.read("premium_usage_files")
-    ann = hashlib.sha256(b"ann@acme.example").hexdigest()
+    ann = hash_value(salt, "ann@acme.example")
+    assert ann != hashlib.sha256(b"ann@acme.example").hexdigest()
     assert ann in usage["email"].to_pylist()
     assert not any("@" in e for e in usage["email"].to_pylist())
-    assert hashlib.sha256(b"ann").hexdigest() in usage["first_name"].to_pylist()
+    assert hash_value(salt, "Ann") in usage["first_name"].to_pylist()
+    assert set(usage["user_id"].to_pylist()) == {"U1", "U2", "U3"}  # the O2 id is the key, not hashed
     assert run.read("tokenflex_usage")["user_name"].to_pylist() == [ann]  # joins still work
 
 
