@@ -174,8 +174,13 @@ def _dates(day_numbers: np.ndarray) -> pa.Array:
 
 
 def _month_start(day_numbers: np.ndarray) -> np.ndarray:
-    months = day_numbers.astype("datetime64[D]").astype("datetime64[M]")
-    return months.astype("datetime64[D]").astype(np.int64)
+    """First day of each day's month (day numbers since 1970); a lookup over the few distinct days."""
+    if day_numbers.size == 0:
+        return day_numbers.astype(np.int64)
+    lo, hi = int(day_numbers.min()), int(day_numbers.max())
+    days = np.arange(lo, hi + 1).astype("datetime64[D]")
+    table = days.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+    return table[day_numbers - lo]
 
 
 def _persona_counts(n: int) -> list[int]:
@@ -553,13 +558,17 @@ def _premium_tables(people, ctx, team_rows, slots, user, product, coll, source, 
     # last use and days used (trailing 30 days) per (user, offering)
     key = user * n_off + offering
     sus_rows = source == SUS
+    # distinct (key, day) pairs, sorted: the last pair of each key holds its last day of use
+    all_days = _distinct(key[sus_rows] * 100000 + day_num[sus_rows])
     last_used = np.full(len(people["persona"]) * n_off, -1, np.int64)
-    np.maximum.at(last_used, key[sus_rows], day_num[sus_rows])
+    if all_days.size:
+        keys_sorted = all_days // 100000
+        is_last = np.concatenate((keys_sorted[1:] != keys_sorted[:-1], [True]))
+        last_used[keys_sorted[is_last]] = all_days[is_last] % 100000
     # days used: distinct days (one offering may have several products on one day)
     recent = sus_rows & (day_num > end_num - 30)
     uniq = _distinct(key[recent] * 100000 + day_num[recent])
     days_used = np.bincount(uniq // 100000, minlength=len(last_used)) if uniq.size else np.zeros(len(last_used), np.int64)
-    all_days = _distinct(key[sus_rows] * 100000 + day_num[sus_rows])
     days_total = np.bincount(all_days // 100000, minlength=len(last_used)) if all_days.size else np.zeros(len(last_used), np.int64)
     window_days = max(1, int(day_num.max() - day_num.min() + 1)) if day_num.size else 1
     akey = au * n_off + ao
