@@ -155,6 +155,36 @@ def scratch_dir(data_dir: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+#: rows per table handed to the dataset writer (fewer, larger row groups cost less memory)
+STREAM_ROWS = 100_000
+
+
+def stream_export_file(path: Path, kind: str, what: str, rows: int = STREAM_ROWS) -> Iterator[pa.Table]:
+    """A downloaded export read batch by batch by the importer (bounded memory), as tables of
+    about ``rows`` rows; a file that does not read as ``kind`` raises ApiError naming ``what``."""
+    from .errors import InputError
+    from .importing import iter_files
+    from .importing.convert import prepare
+
+    try:
+        for entry in iter_files([path], name=what):
+            with entry.opener() as raw:
+                prepared = prepare(raw, kind)
+                if prepared.kind.name != kind:
+                    raise ApiError(f"{what}: the file reads as {prepared.kind.name}, not {kind}")
+                pending: list[pa.RecordBatch] = []
+                count = 0
+                for batch in prepared.record_batches():
+                    pending.append(batch)
+                    count += batch.num_rows
+                    if count >= rows:
+                        yield pa.Table.from_batches(pending)
+                        pending, count = [], 0
+                yield pa.Table.from_batches(pending, schema=prepared.schema())
+    except InputError as err:
+        raise ApiError(f"{what}: downloaded file cannot be read: {err}") from None
+
+
 def read_export_file(path: Path, kind: str | None, what: str):
     """Parse a downloaded export with the importer; returns its ImportedFile."""
     from .importing import read_table

@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Iterator
 from urllib.parse import quote
 
 import pyarrow as pa
 
-from .apirows import empty_table, filter_dates, read_export_file, scratch_dir, typed_table
+from .apirows import empty_table, filter_dates, scratch_dir, stream_export_file, typed_table
 from .config import Settings
 from .dataset import DataDir, Replace
 from .errors import ApiError, InputError
@@ -221,8 +222,8 @@ def wait_for_exports(api: ApiClient, number: str, jobs: list[_Job]) -> None:
         interval = min(api.options.poll_max_interval, interval * 1.5)
 
 
-def download_export(api: ApiClient, number: str, job: _Job, folder) -> Any:
-    """Fetch the CSV of a finished request (renewing an expired URL) and parse it."""
+def download_export(api: ApiClient, number: str, job: _Job, folder: Path) -> Path:
+    """Fetch the CSV of a finished request into ``folder`` (renewing an expired URL)."""
     info = job.info
     what = f"Token Flex export request {job.key} (contract {number}, {job.category})"
     for attempt in range(1, URL_RENEWALS + 2):
@@ -232,7 +233,7 @@ def download_export(api: ApiClient, number: str, job: _Job, folder) -> Any:
             path = folder / f"{number}-{job.category.lower()}.csv"
             response = api.download_to(url, path)
             if response.is_success:
-                return read_export_file(path, "tokenflex", what)
+                return path
             if response.status_code not in (401, 403, 404, 410):
                 raise ApiError(f"{what}: download {safe_url(url)} failed: HTTP {response.status_code}")
         if attempt > URL_RENEWALS:
@@ -248,36 +249,52 @@ def download_export(api: ApiClient, number: str, job: _Job, folder) -> Any:
     raise ApiError(f"{what}: the download URL stays expired or refused after {URL_RENEWALS} refreshes")
 
 
-def usage_for_range(api: ApiClient, settings: Settings, number: str, start: date, end: date,
-                    categories: Iterable[str] = USAGE_CATEGORIES) -> pa.Table:
+def request_exports(api: ApiClient, number: str, start: date, end: date,
+                    categories: Iterable[str] = USAGE_CATEGORIES) -> list[_Job]:
+    """One export request per usage category, submitted together, polled until all are ready."""
     jobs = []
     metrics = list(METRICS)
     for category in categories:
         key, metrics = submit_export(api, number, category, start, end, metrics)
         jobs.append(_Job(category, key, metrics))
     wait_for_exports(api, number, jobs)
-    parts = []
+    return jobs
+
+
+def usage_batches(api: ApiClient, settings: Settings, number: str, jobs: list[_Job], start: date,
+                  end: date) -> Iterator[pa.Table]:
+    """The rows of every finished request, file by file and batch by batch (bounded memory),
+    with the contract number set and only the days of [start, end]."""
     with scratch_dir(settings.data_dir) as folder:
         for job in jobs:
-            imported = download_export(api, number, job, folder)
-            table = imported.table
-            if imported.dataset != TOKENFLEX_USAGE.name:
-                raise ApiError(f"Token Flex export request {job.key}: the file reads as {imported.kind}, not Token Flex usage")
-            column = pa.array([number] * table.num_rows, pa.string())
-            if "contract_number" in table.column_names:
-                table = table.set_column(table.column_names.index("contract_number"),
-                                         pa.field("contract_number", pa.string()), column)
-            else:
-                table = table.append_column(pa.field("contract_number", pa.string()), column)
-            parts.append(filter_dates(table, "usage_date", start, end))
-    for job in jobs:  # best effort: at most 50 outstanding requests per account
+            path = download_export(api, number, job, folder)
+            what = f"Token Flex export request {job.key} (contract {number}, {job.category})"
+            for table in stream_export_file(path, "tokenflex", what):
+                column = pa.array([number] * table.num_rows, pa.string())
+                if "contract_number" in table.column_names:
+                    table = table.set_column(table.column_names.index("contract_number"),
+                                             pa.field("contract_number", pa.string()), column)
+                else:
+                    table = table.append_column(pa.field("contract_number", pa.string()), column)
+                yield filter_dates(table, "usage_date", start, end)
+            path.unlink()
+
+
+def delete_requests(api: ApiClient, number: str, jobs: list[_Job]) -> None:
+    """Best effort: at most 50 export requests may be outstanding per account."""
+    for job in jobs:
         try:
             api.delete(_request_path(number, job.key), raise_for_status=False)
         except ApiError:
             log.debug("could not delete export request %s", job.key)
-    if not parts:
-        return empty_table(TOKENFLEX_USAGE)
-    return pa.concat_tables(parts, promote_options="permissive")
+
+
+def usage_for_range(api: ApiClient, settings: Settings, number: str, start: date, end: date) -> pa.Table:
+    """All usage of [start, end] in memory (small ranges, scripts); the extraction streams."""
+    jobs = request_exports(api, number, start, end)
+    parts = list(usage_batches(api, settings, number, jobs, start, end))
+    delete_requests(api, number, jobs)
+    return pa.concat_tables(parts, promote_options="permissive") if parts else empty_table(TOKENFLEX_USAGE)
 
 
 # -- the whole extraction ------------------------------------------------------------------
@@ -314,26 +331,34 @@ def extract_tokenflex(
 
 
 def _extract_contract(api, dd, settings, contract, since, until, lag_days, salt, result) -> None:
+    """One contract, one transaction: contract years, custom field names and usage rows
+    (streamed from the export files into the dataset) with the state, or nothing."""
     number = contract["contract_number"]
     years = contract_years(api, contract)
     names = enrichment(api, number)
     start, end = plan_range(dd.read_state(), "tokenflex_usage", number, since, until, lag_days)
-    with progress(f"Token Flex usage contract {number} {start}..{end}", quiet=settings.quiet):
-        usage = usage_for_range(api, settings, number, start, end)
-    if salt is not None:
-        usage = hash_personal_columns(usage, salt)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    previous = dd.read_state().get("datasets", {}).get("tokenflex_usage", {}).get(number)
-    with dd.transaction() as tx:
-        result.rows["tokenflex_contracts"] = result.rows.get("tokenflex_contracts", 0) + tx.write(
-            "tokenflex_contracts", years, source=f"tokenflex/v1/contract/{number}",
-            replace=Replace(match={"contract_number": number}))
-        result.rows["tokenflex_enrichment"] = result.rows.get("tokenflex_enrichment", 0) + tx.write(
-            "tokenflex_enrichment", names, source=f"tokenflex/v1/contract/{number}/enrichment",
-            replace=Replace(match={"contract_number": number}))
-        result.rows["tokenflex_usage"] = result.rows.get("tokenflex_usage", 0) + tx.write(
-            "tokenflex_usage", usage, source=f"tokenflex/v1/export/{number}/requests {start}..{end}",
-            replace=Replace(match={"contract_number": number}, date_from=start, date_to=end))
-        tx.set_state("tokenflex_usage", number, state_entry(previous, start, end, now))
+    with progress(f"Token Flex usage contract {number} {start}..{end}", quiet=settings.quiet) as task:
+        jobs = request_exports(api, number, start, end)
+        try:
+
+            def batches() -> Iterator[pa.Table]:
+                for table in usage_batches(api, settings, number, jobs, start, end):
+                    task.advance(table.num_rows)
+                    yield hash_personal_columns(table, salt) if salt is not None else table
+
+            with dd.transaction() as tx:
+                result.rows["tokenflex_contracts"] = result.rows.get("tokenflex_contracts", 0) + tx.write(
+                    "tokenflex_contracts", years, source=f"tokenflex/v1/contract/{number}",
+                    replace=Replace(match={"contract_number": number}))
+                result.rows["tokenflex_enrichment"] = result.rows.get("tokenflex_enrichment", 0) + tx.write(
+                    "tokenflex_enrichment", names, source=f"tokenflex/v1/contract/{number}/enrichment",
+                    replace=Replace(match={"contract_number": number}))
+                n = tx.write("tokenflex_usage", batches(), source=f"tokenflex/v1/export/{number}/requests {start}..{end}",
+                             replace=Replace(match={"contract_number": number}, date_from=start, date_to=end))
+                result.rows["tokenflex_usage"] = result.rows.get("tokenflex_usage", 0) + n
+                tx.set_state("tokenflex_usage", number, state_entry(tx.get_state("tokenflex_usage", number), start, end, now))
+        finally:
+            delete_requests(api, number, jobs)
     result.ranges[number] = (start.isoformat(), end.isoformat())
-    log.info("contract %s: %d usage rows %s..%s", number, usage.num_rows, start, end)
+    log.info("contract %s: %d usage rows %s..%s", number, n, start, end)
