@@ -188,7 +188,7 @@ class Matrix:
 
     def render(self) -> str:
         width = max([len("fault")] + [len(f) for f in self.cells])
-        cols = [max(len(c), 12) for c in self.columns]
+        cols = [max([len(c), 12] + [len(row.get(c, "")) for row in self.cells.values()]) for c in self.columns]
         lines = ["fault".ljust(width) + " | " + " | ".join(c.ljust(w) for c, w in zip(self.columns, cols))]
         lines.append("-" * len(lines[0]))
         for fault, row in self.cells.items():

@@ -29,7 +29,7 @@ from .hostile import HEADER
 
 SEED = int(os.environ.get("APS_RELIABILITY_SEED", "20261122"))
 POINTS = max(2, int(os.environ.get("APS_RELIABILITY_CRASH_POINTS", "20")))
-IMPORT_ROWS = int(os.environ.get("APS_RELIABILITY_IMPORT_ROWS", "30000"))
+IMPORT_ROWS = int(os.environ.get("APS_RELIABILITY_IMPORT_ROWS", "20000"))
 REPO = Path(__file__).resolve().parents[2]
 
 PREVIOUS = ("2026-09-25", "2026-09-30")

@@ -168,7 +168,7 @@ def clause(draw, p: Pools) -> tuple[object, str]:
     return node, sep.join(t for _, t in parts)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                     HealthCheck.too_slow])
 @given(data=st.data())
 def test_valid_clauses_select_what_a_python_evaluation_selects(usage, data):
