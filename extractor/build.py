@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 from .config import Settings
+from .dataset import DataDir
 from .errors import BuildError, InputError
 from .logs import log, redact
 
@@ -147,8 +148,9 @@ def run_dbt(
 
     _check_target(target)
     project = dbt_project_dir()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    (settings.raw_dir).mkdir(parents=True, exist_ok=True)
+    # every dataset folder needs its typed zero-row schema.parquet: a dataset never
+    # extracted then reads as zero rows instead of failing on an empty glob
+    DataDir(settings.data_dir).ensure_schema_files()
     dbt_dir = settings.data_dir / "dbt"
     args = [
         *command,

@@ -179,6 +179,12 @@ def test_no_token_flex_and_metadata_keyed_by_user_id(tmp_path):
     assert rows == [("U3", "Survey", "Road")]
 
 
+def test_empty_data_dir_builds_an_empty_fact(tmp_path):
+    result = run_build(Settings(data_dir=tmp_path / "fresh", quiet=True), select=["+fct_daily_usage"], exclude=FAST)
+    assert result.success and any(n.name == "fct_daily_usage" for n in result.nodes)
+    assert warehouse_query(tmp_path / "fresh", "select count(*) from marts.fct_daily_usage") == [(0,)]
+
+
 def test_duplicate_metadata_key_fails_naming_the_key(tmp_path):
     write_tiny_dataset(tmp_path / "raw", metadata=False)
     write_raw(tmp_path / "raw", "user_metadata", [
