@@ -46,7 +46,7 @@ def fast_environ() -> dict[str, str]:
 def fast_env(monkeypatch):
     for key, value in FAST_ENV.items():
         monkeypatch.setenv(key, value)
-    for key in ("APS_USAGE_DATA_DIR", "APS_BASE_URL", "APS_USAGE_CRASH_AT"):
+    for key in ("APS_USAGE_DATA_DIR", "APS_BASE_URL", "APS_USAGE_CRASH_AT", "APS_USAGE_LOCK_WAIT"):
         monkeypatch.delenv(key, raising=False)
     return monkeypatch
 

@@ -135,3 +135,24 @@ def test_many_concurrent_imports_never_corrupt(sandbox, fast_env, tmp_path):
     assert len(teams) == 3000 * len(winners)
     assert len(set(table.column("_row_hash").to_pylist())) == len(teams)
     assert not stray_files(data_dir) and not leftover_transactions(data_dir)
+
+
+def test_second_writer_queues_with_lock_wait(slow_sandbox, sandbox, fast_env, tmp_path):
+    """APS_USAGE_LOCK_WAIT: the second writer waits for the first, then does its own work."""
+    data_dir, alone = tmp_path / "data", tmp_path / "alone"
+    extraction = ["extract", "tokenflex", "--since", RANGE[0], "--until", RANGE[1]]
+    ok(invoke(alone, sandbox.base_url, *extraction))
+    first = subprocess_run(data_dir, slow_sandbox.base_url, extraction)
+    try:
+        wait_for_lock_holder(data_dir, first.pid)
+        fast_env.setenv("APS_USAGE_LOCK_WAIT", "120")
+        result = invoke(data_dir, None, "import", put(tmp_path / "in", "usage.csv", GOOD))
+        first_done_before_second = first.poll() is not None
+    finally:
+        _, err = first.communicate(timeout=120)
+    ok(result)
+    assert first.returncode == 0, err
+    assert first_done_before_second, "the second writer did not wait for the first"
+    assert len(content(data_dir, "premium_usage_files")) == 3
+    assert content(data_dir, "tokenflex_usage") == content(alone, "tokenflex_usage")
+    assert not stray_files(data_dir) and not leftover_transactions(data_dir)
