@@ -10,7 +10,7 @@
     inner join {{ ref('fct_daily_usage') }} as u
         on u.user_key = a.user_key
        and u.licensing = 'subscription'
-       and {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', var('inactive_days')) }}
+       and {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', marts_var('inactive_days')) }}
     left join {{ ref('int_collection_products') }} as cp
         on a.is_collection
        and cp.collection_name = a.offering_name

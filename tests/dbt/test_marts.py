@@ -321,3 +321,24 @@ def test_token_balance(build):
         "110001", 1, 1000.0, 148.0, "usage", 852.0, 100.0)
     assert row["avg_daily_burn"] == pytest.approx(148 / 90)
     assert row["projected_run_out_date"] == d("2027-09-01")
+
+
+# ----------------------------------------------------------------------------- bad vars
+
+
+@pytest.mark.parametrize(
+    "pair, message",
+    [
+        ("lookback_days=0", "var lookback_days must be a whole number >= 1, got '0'"),
+        ("token_price=abc", "var token_price must be a number >= 0, got 'abc'"),
+    ],
+)
+def test_a_bad_mart_var_stops_the_build_with_one_line_naming_it(tmp_path, pair, message):
+    result = CliRunner().invoke(
+        cli, ["--quiet", "--data-dir", str(tmp_path / "data"), "build", "--var", pair, "--select", "flex_candidates"],
+        obj=None,
+    )
+    assert result.exit_code == 6, result.output
+    assert message in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error_lines) == 1, result.output

@@ -13,7 +13,7 @@ window_use as (
     select u.*
     from {{ ref('fct_daily_usage') }} as u
     cross join params as p
-    where {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', var('lookback_days')) }}
+    where {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', marts_var('lookback_days')) }}
 ),
 
 standalone_products as (
@@ -43,7 +43,7 @@ per_product as (
         s.usage_days,
         case when s.used_on_subscription = 1
              then pr.annual_price
-             else s.flex_tokens * 365 / {{ var('lookback_days') }} * {{ var('token_price') }}
+             else s.flex_tokens * 365 / {{ marts_var('lookback_days') }} * {{ marts_var('token_price') }}
         end as current_cost_yearly
     from standalone_products as s
     inner join {{ ref('int_collection_products') }} as cp on cp.product_name = s.product_name
@@ -82,10 +82,10 @@ select
     c.current_cost_yearly,
     col.annual_price as collection_price_yearly,
     c.current_cost_yearly - col.annual_price as saving_yearly,
-    cast({{ var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
+    cast({{ marts_var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
     p.as_of_date
 from per_collection as c
 cross join params as p
 left join {{ ref('dim_users') }} as d on d.user_key = c.user_key
 left join {{ marts_prices() }} as col on col.product_name = c.collection_name
-where c.distinct_products >= {{ var('collection_candidate_min_products', 2) }}
+where c.distinct_products >= {{ marts_var('collection_candidate_min_products') }}

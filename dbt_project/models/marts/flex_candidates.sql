@@ -17,15 +17,15 @@ subscription_use as (
     from {{ ref('fct_daily_usage') }} as u
     cross join params as p
     where u.licensing = 'subscription'
-      and {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', var('lookback_days')) }}
+      and {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', marts_var('lookback_days')) }}
     group by u.user_key, u.product_name
 ),
 
 rated as (
     select
         s.*,
-        {{ marts_double('s.usage_days * 365') }} / {{ var('lookback_days') }} as yearly_days,
-        {{ marts_double('s.usage_days * 30') }} / {{ var('lookback_days') }} as avg_days_per_month
+        {{ marts_double('s.usage_days * 365') }} / {{ marts_var('lookback_days') }} as yearly_days,
+        {{ marts_double('s.usage_days * 30') }} / {{ marts_var('lookback_days') }} as avg_days_per_month
     from subscription_use as s
 )
 
@@ -48,14 +48,14 @@ select
     r.last_used_date,
     pr.tokens_per_day,
     r.yearly_days * pr.tokens_per_day as flex_tokens_yearly_estimate,
-    r.yearly_days * pr.tokens_per_day * {{ var('token_price') }} as flex_cost_yearly_estimate,
+    r.yearly_days * pr.tokens_per_day * {{ marts_var('token_price') }} as flex_cost_yearly_estimate,
     pr.annual_price as subscription_price_yearly,
-    pr.annual_price - r.yearly_days * pr.tokens_per_day * {{ var('token_price') }} as saving_yearly,
-    cast({{ var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
+    pr.annual_price - r.yearly_days * pr.tokens_per_day * {{ marts_var('token_price') }} as saving_yearly,
+    cast({{ marts_var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
     p.as_of_date
 from rated as r
 cross join params as p
 left join {{ ref('dim_users') }} as d on d.user_key = r.user_key
 left join {{ marts_prices() }} as pr on pr.product_name = r.product_name
 where r.usage_days >= 1
-  and r.avg_days_per_month <= {{ var('flex_candidate_max_days') }}
+  and r.avg_days_per_month <= {{ marts_var('flex_candidate_max_days') }}

@@ -29,11 +29,11 @@ monthly as (
         user_key,
         usage_month,
         count(*) as flex_usage_days,
-        sum(case when distinct_products >= {{ var('multi_product_min_products') }} then 1 else 0 end)
+        sum(case when distinct_products >= {{ marts_var('multi_product_min_products') }} then 1 else 0 end)
             as multi_product_days,
         max(distinct_products) as max_products_per_day,
         sum(tokens) as tokens,
-        sum(case when distinct_products >= {{ var('multi_product_min_products') }} then tokens else 0 end)
+        sum(case when distinct_products >= {{ marts_var('multi_product_min_products') }} then tokens else 0 end)
             as multi_product_day_tokens
     from daily
     group by user_key, usage_month
@@ -68,11 +68,11 @@ select
     pd.distinct_products,
     pd.products_used,
     m.tokens,
-    m.tokens * {{ var('token_price') }} as token_cost,
+    m.tokens * {{ marts_var('token_price') }} as token_cost,
     m.multi_product_day_tokens,
     p.as_of_date
 from monthly as m
 inner join products as pd on pd.user_key = m.user_key and pd.usage_month = m.usage_month
 cross join params as p
 left join {{ ref('dim_users') }} as d on d.user_key = m.user_key
-where m.multi_product_days > {{ var('multi_product_min_days') }}
+where m.multi_product_days > {{ marts_var('multi_product_min_days') }}

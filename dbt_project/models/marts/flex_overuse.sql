@@ -38,16 +38,16 @@ select
     m.usage_month,
     m.usage_days,
     m.tokens,
-    m.tokens * {{ var('token_price') }} as token_cost,
+    m.tokens * {{ marts_var('token_price') }} as token_cost,
     pr.tokens_per_day,
     pr.annual_price / 12 as subscription_price_monthly,
     case when pr.tokens_per_day > 0
-         then pr.annual_price / 12 / (pr.tokens_per_day * {{ var('token_price') }})
+         then pr.annual_price / 12 / (pr.tokens_per_day * {{ marts_var('token_price') }})
     end as break_even_days,
-    m.tokens * {{ var('token_price') }} - pr.annual_price / 12 as excess_cost,
+    m.tokens * {{ marts_var('token_price') }} - pr.annual_price / 12 as excess_cost,
     p.as_of_date
 from monthly as m
 cross join params as p
 left join {{ ref('dim_users') }} as d on d.user_key = m.user_key
 left join {{ marts_prices() }} as pr on pr.product_name = m.product_name
-where m.usage_days > {{ var('flex_overuse_min_days') }}
+where m.usage_days > {{ marts_var('flex_overuse_min_days') }}

@@ -52,7 +52,7 @@ select
     (a.user_key is not null) as is_assigned,
     l.last_used_date,
     {{ marts_days_between('l.last_used_date', 'p.as_of_date') }} as days_since_last_use,
-    cast({{ var('inactive_days') }} as {{ dbt.type_int() }}) as inactive_days,
+    cast({{ marts_var('inactive_days') }} as {{ dbt.type_int() }}) as inactive_days,
     p.as_of_date
 from population as pop
 inner join {{ ref('dim_users') }} as d on d.user_key = pop.user_key
@@ -60,4 +60,4 @@ left join last_use as l on l.user_key = pop.user_key
 left join assigned as a on a.user_key = pop.user_key
 cross join params as p
 where l.last_used_date is null
-   or l.last_used_date <= {{ marts_add_days('p.as_of_date', '-' ~ var('inactive_days')) }}
+   or l.last_used_date <= {{ marts_add_days('p.as_of_date', '-' ~ marts_var('inactive_days')) }}

@@ -57,7 +57,7 @@ select
     case when coalesce(ac.seats_assigned, 0) > 0
          then round({{ marts_double('100 * ac.seats_in_use') }} / ac.seats_assigned, 1)
     end as assigned_in_use_pct,
-    cast({{ var('inactive_days') }} as {{ dbt.type_int() }}) as inactive_days,
+    cast({{ marts_var('inactive_days') }} as {{ dbt.type_int() }}) as inactive_days,
     p.as_of_date
 from team_offerings as t
 cross join params as p

@@ -24,7 +24,7 @@ select
     d.department,
     count(distinct a.user_key) as seats_assigned,
     count(distinct iu.user_key) as seats_in_use,
-    cast({{ var('inactive_days') }} as {{ dbt.type_int() }}) as inactive_days,
+    cast({{ marts_var('inactive_days') }} as {{ dbt.type_int() }}) as inactive_days,
     max(p.as_of_date) as as_of_date
 from assignments as a
 cross join params as p

@@ -45,4 +45,4 @@ from monthly as m
 cross join params as p
 left join {{ ref('dim_users') }} as d on d.user_key = m.user_key
 where m.usage_days >= 1
-  and m.usage_days <= {{ var('low_usage_max_days') }}
+  and m.usage_days <= {{ marts_var('low_usage_max_days') }}

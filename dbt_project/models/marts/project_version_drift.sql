@@ -15,7 +15,7 @@ version_use as (
     inner join {{ ref('int_user_projects') }} as up on up.user_key = u.user_key
     where u.version is not null
       and trim(u.version) <> ''
-      and {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', var('lookback_days')) }}
+      and {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', marts_var('lookback_days')) }}
 ),
 
 per_version as (
@@ -49,7 +49,7 @@ select
     r.users,
     r.versions_in_use,
     (r.version_rank = 1) as is_latest_version,
-    cast({{ var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
+    cast({{ marts_var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
     p.as_of_date
 from ranked as r
 cross join params as p

@@ -22,7 +22,7 @@ collection_use as (
     cross join params as p
     where u.is_collection_usage
       and u.collection_name is not null
-      and {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', var('lookback_days')) }}
+      and {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', marts_var('lookback_days')) }}
     group by u.user_key, u.collection_name
 ),
 
@@ -30,7 +30,7 @@ flagged as (
     select
         c.*,
         (c.distinct_products = 1) as is_single_product,
-        (c.usage_days <= {{ var('infrequent_max_days') }}) as is_infrequent
+        (c.usage_days <= {{ marts_var('infrequent_max_days') }}) as is_infrequent
     from collection_use as c
 )
 
@@ -60,7 +60,7 @@ select
     cp.annual_price as collection_price_yearly,
     case when f.is_single_product then sp.annual_price end as product_price_yearly,
     case when f.is_single_product then cp.annual_price - sp.annual_price end as saving_yearly,
-    cast({{ var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
+    cast({{ marts_var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
     p.as_of_date
 from flagged as f
 cross join params as p

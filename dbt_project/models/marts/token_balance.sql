@@ -39,7 +39,7 @@ usage_totals as (
         w.contract_year,
         count(*) as usage_rows,
         sum(w.tokens) as consumed_tokens,
-        sum(case when {{ marts_in_trailing_window('w.usage_date', 'p.as_of_date', var('lookback_days')) }}
+        sum(case when {{ marts_in_trailing_window('w.usage_date', 'p.as_of_date', marts_var('lookback_days')) }}
                  then w.tokens else 0 end) as lookback_tokens,
         max(w.usage_date) as last_usage_date
     from usage_with_year as w
@@ -70,7 +70,7 @@ balances as (
             as consumed_tokens,
         case when ut.usage_rows > 0 then 'usage' when y.consumed_tokens is not null then 'snapshot' end
             as consumed_source,
-        {{ marts_double('coalesce(ut.lookback_tokens, 0)') }} / {{ var('lookback_days') }} as avg_daily_burn,
+        {{ marts_double('coalesce(ut.lookback_tokens, 0)') }} / {{ marts_var('lookback_days') }} as avg_daily_burn,
         ut.last_usage_date
     from keys as k
     left join contract_years as y
@@ -105,8 +105,8 @@ select
         when r.avg_daily_burn > 0
             then {{ marts_add_days('p.as_of_date', 'least(ceil(r.remaining_tokens / r.avg_daily_burn), 36500)') }}
     end as projected_run_out_date,
-    r.remaining_tokens * {{ var('token_price') }} as remaining_value,
-    cast({{ var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
+    r.remaining_tokens * {{ marts_var('token_price') }} as remaining_value,
+    cast({{ marts_var('lookback_days') }} as {{ dbt.type_int() }}) as lookback_days,
     p.as_of_date
 from with_remaining as r
 cross join params as p

@@ -10,7 +10,7 @@ usage_days as (
     select
         u.user_key,
         count(distinct u.usage_date) as usage_days,
-        count(distinct case when {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', var('lookback_days')) }}
+        count(distinct case when {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', marts_var('lookback_days')) }}
                             then u.usage_date end) as recent_usage_days,
         max(u.usage_date) as last_used_date
     from {{ ref('fct_daily_usage') }} as u
@@ -28,8 +28,9 @@ select
     d.full_name,
     d.team_name,
     d.is_assigned,
-    '{{ var("metadata_key") }}' as metadata_key,
-    {%- set key = var('metadata_key') %}
+    {#- normalised like metadata_key_expression() (macros/metadata_key.sql), which rejects other values -#}
+    {%- set key = var('metadata_key', 'email') | string | trim | lower %}
+    '{{ key }}' as metadata_key,
     {%- if key in ('email', 'user_id', 'user_name', 'hashed_user_id') %}
     d.{{ key }} as key_value,
     {%- else %}

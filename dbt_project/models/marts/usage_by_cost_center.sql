@@ -21,8 +21,8 @@ monthly as (
 )
 
 select
-    coalesce(d.cost_center, '{{ var("unmapped_label") }}') as cost_center,
-    coalesce(d.department, '{{ var("unmapped_label") }}') as department,
+    coalesce(d.cost_center, {{ marts_unmapped_label() }}) as cost_center,
+    coalesce(d.department, {{ marts_unmapped_label() }}) as department,
     m.user_key,
     d.email,
     d.full_name,
@@ -35,7 +35,7 @@ select
     m.usage_days,
     m.tokens,
     m.licensing,
-    m.tokens * {{ var('token_price') }} as token_cost,
+    m.tokens * {{ marts_var('token_price') }} as token_cost,
     p.as_of_date
 from monthly as m
 cross join params as p
