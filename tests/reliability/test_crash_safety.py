@@ -130,7 +130,7 @@ def _kill_points() -> list[tuple[str, float]]:
     points = []
     for i in range(POINTS):
         job = "import" if i % 2 else names[(i // 2) % 2]
-        points.append((job, round(rng.uniform(0.2, 1.0), 3)))
+        points.append((job, round(rng.uniform(0.1, 0.9), 3)))
     return points
 
 
