@@ -115,6 +115,13 @@ def one_bad_among_good(folder: Path) -> list[Path]:
     return [d]
 
 
+def symlink_loop(folder: Path) -> list[Path]:
+    d = folder / "loop"
+    put(d, "usage.csv", GOOD)
+    (d / "self").symlink_to(d, target_is_directory=True)
+    return [d]
+
+
 def bomb_zip() -> bytes:
     return zipped({"usage.csv": GOOD.encode() + b" " * (40 << 20)})
 
@@ -257,6 +264,8 @@ CASES: list[Case] = [
     Case("a folder with junk files", junk_folder, "ok", rows=KEYS),
     Case("a folder with only junk", only_junk_folder, "error", names=["junk"]),
     Case("one bad file among good ones", one_bad_among_good, "error", names=["b_bad.csv", "row 3", "Tokens Used"]),
+    Case("a folder with a symlink loop", symlink_loop, "ok", rows=KEYS),
+    Case("a device, not a file (/dev/zero)", lambda f: [Path("/dev/zero")], "error", names=["/dev/zero"]),
     Case("a file that does not exist", lambda f: [f / "missing.csv"], "error", names=["missing.csv"]),
     Case("a newline in the file name", one("evil\nname.csv", b"\x00\x01\x02garbage" * 10), "error", names=["name.csv"]),
 ]
