@@ -89,7 +89,7 @@ def build(tmp_path_factory):
     write_contract_snapshot(data_dir)
     run_results = run_build_command(data_dir)
     con = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
-    yield {"con": con, "results": run_results["results"]}
+    yield {"con": con, "results": run_results["results"], "data_dir": data_dir}
     con.close()
 
 
@@ -136,6 +136,20 @@ def test_every_mart_carries_as_of_date_and_the_org_columns(build):
             assert org <= cols, (name, org - cols)
         dates = rows(build, f"select distinct as_of_date from marts.{name}")
         assert dates in ([], [{"as_of_date": AS_OF}]), (name, dates)
+
+
+def test_every_mart_and_column_is_documented(build):
+    manifest = json.loads((build["data_dir"] / "dbt" / "target" / "manifest.json").read_text())
+    for name in MARTS:
+        node = manifest["nodes"][f"model.aps_usage.{name}"]
+        for part in ("Grain", "Rule", "Vars"):
+            assert f"**{part}:**" in node["description"], (name, part)
+        documented = {c for c, v in node["columns"].items() if v.get("description")}
+        actual = {r["column_name"] for r in rows(
+            build,
+            f"select column_name from information_schema.columns where table_schema = 'marts' and table_name = '{name}'",
+        )}
+        assert actual == documented, (name, "undocumented", actual - documented, "not in the table", documented - actual)
 
 
 # ----------------------------------------------------------------------------- the marts
