@@ -75,7 +75,7 @@ def _open_entries(
 ) -> Iterator[tuple[InputEntry, Prepared]]:
     """Each importable table, open while the caller reads it. Entries of folders, archives
     and workbooks that are empty or not a known kind are skipped with a warning."""
-    for entry in iter_files(paths, name=name):
+    for entry in iter_files(paths, name=name, skipped=skipped):
         with ExitStack() as stack:
             try:
                 raw = stack.enter_context(entry.opener())

@@ -62,10 +62,12 @@ class InputEntry(tuple):
         return self[1]
 
 
-def _skip_or_fail(display: str, problem: str, optional: bool) -> None:
+def _skip_or_fail(display: str, problem: str, optional: bool, skipped: list[tuple[str, str]] | None) -> None:
     if not optional:
         raise InputError(f"{display}: {problem}")
     log.warning("%s: skipped: %s", display, problem)
+    if skipped is not None:
+        skipped.append((display, problem))
 
 
 def _ignored_name(name: str) -> bool:
@@ -74,8 +76,10 @@ def _ignored_name(name: str) -> bool:
     return "__MACOSX" in parts or base.startswith((".", "~$")) or base in ("Thumbs.db", "desktop.ini")
 
 
-def iter_files(paths: Iterable[str | os.PathLike[str]], *, name: str | None = None) -> Iterator[InputEntry]:
-    """Every table in ``paths`` as ``(display_name, opener)``; ``name`` renames a single file."""
+def iter_files(paths: Iterable[str | os.PathLike[str]], *, name: str | None = None,
+               skipped: list[tuple[str, str]] | None = None) -> Iterator[InputEntry]:
+    """Every table in ``paths`` as ``(display_name, opener)``; ``name`` renames a single file;
+    entries of folders and archives that are not tables are logged and added to ``skipped``."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -83,14 +87,14 @@ def iter_files(paths: Iterable[str | os.PathLike[str]], *, name: str | None = No
             if not files:
                 raise InputError(f"{path}: the folder holds no files")
             for f in files:
-                yield from _file_entries(f, str(f.relative_to(path.parent)), optional=True)
+                yield from _file_entries(f, str(f.relative_to(path.parent)), True, skipped)
         elif path.is_file():
-            yield from _file_entries(path, name or path.name, optional=False)
+            yield from _file_entries(path, name or path.name, False, skipped)
         else:
             raise InputError(f"{path}: no such file or folder")
 
 
-def _file_entries(path: Path, display: str, optional: bool) -> Iterator[InputEntry]:
+def _file_entries(path: Path, display: str, optional: bool, skipped) -> Iterator[InputEntry]:
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
@@ -99,19 +103,19 @@ def _file_entries(path: Path, display: str, optional: bool) -> Iterator[InputEnt
     size = path.stat().st_size
     kind = container_format(head)
     if kind == "empty":
-        _skip_or_fail(display, "empty file", optional)
+        _skip_or_fail(display, "empty file", optional, skipped)
     elif kind == "zip":
         try:
             with zipfile.ZipFile(path) as archive:
-                yield from _zip_entries(archive, display, depth=0, open_self=lambda: open(path, "rb"))
+                yield from _zip_entries(archive, display, 0, lambda: open(path, "rb"), skipped)
         except zipfile.BadZipFile as err:
             raise InputError(f"{display}: not a readable ZIP/XLSX file ({err})") from None
     elif kind == "gzip":
-        yield from _gzip_entries(lambda: open(path, "rb"), display, size, optional)
+        yield from _gzip_entries(lambda: open(path, "rb"), display, size, optional, skipped)
     elif kind == "text":
         yield InputEntry(display, lambda: open_csv(display, lambda: open(path, "rb"), size=size), optional=optional)
     else:
-        _skip_or_fail(display, f"unknown file type ({kind}); expected CSV, XLSX, ZIP or gzip", optional)
+        _skip_or_fail(display, f"unknown file type ({kind}); expected CSV, XLSX, ZIP or gzip", optional, skipped)
 
 
 # ---- ZIP -------------------------------------------------------------------------------
@@ -147,7 +151,8 @@ def _is_workbook(archive: zipfile.ZipFile) -> bool:
     return "[Content_Types].xml" in names and any(n.startswith("xl/") for n in names)
 
 
-def _zip_entries(archive: zipfile.ZipFile, display: str, depth: int, open_self: Callable[[], IO[bytes]]) -> Iterator[InputEntry]:
+def _zip_entries(archive: zipfile.ZipFile, display: str, depth: int, open_self: Callable[[], IO[bytes]],
+                 skipped) -> Iterator[InputEntry]:
     members = check_archive(archive, display)
     if _is_workbook(archive):
         yield from _workbook_entries(open_self, display)
@@ -161,7 +166,7 @@ def _zip_entries(archive: zipfile.ZipFile, display: str, depth: int, open_self: 
         if info.flag_bits & 0x1:
             raise InputError(f"{member}: the ZIP member is encrypted")
         if info.file_size == 0:
-            _skip_or_fail(member, "empty file", True)
+            _skip_or_fail(member, "empty file", True, skipped)
             continue
         open_member = _member_opener(archive, info, member)
         with open_member() as fh:
@@ -170,19 +175,19 @@ def _zip_entries(archive: zipfile.ZipFile, display: str, depth: int, open_self: 
         if kind == "text":
             yield InputEntry(member, _csv_opener(member, open_member, info.file_size), optional=True)
         elif kind == "gzip":
-            yield from _gzip_entries(open_member, member, info.compress_size, True)
+            yield from _gzip_entries(open_member, member, info.compress_size, True, skipped)
         elif kind == "zip":
             if depth >= _MAX_NESTING:
-                _skip_or_fail(member, "ZIP nested more than one level deep", True)
+                _skip_or_fail(member, "ZIP nested more than one level deep", True, skipped)
                 continue
             with _spooled(open_member, member) as copy:
                 try:
                     with zipfile.ZipFile(copy) as inner:
-                        yield from _zip_entries(inner, member, depth + 1, open_self=lambda: _reopen(copy))
+                        yield from _zip_entries(inner, member, depth + 1, lambda: _reopen(copy), skipped)
                 except zipfile.BadZipFile as err:
                     raise InputError(f"{member}: not a readable ZIP/XLSX file ({err})") from None
         else:
-            _skip_or_fail(member, f"unknown file type ({kind})", True)
+            _skip_or_fail(member, f"unknown file type ({kind})", True, skipped)
 
 
 def _csv_opener(display: str, open_stream: Callable[[], IO[bytes]], size: int | None) -> Opener:
@@ -287,7 +292,7 @@ class _Unclosable:
 # ---- gzip ------------------------------------------------------------------------------
 
 def _gzip_entries(open_compressed: Callable[[], IO[bytes]], display: str, compressed_size: int | None,
-                  optional: bool) -> Iterator[InputEntry]:
+                  optional: bool, skipped) -> Iterator[InputEntry]:
     limit = MAX_UNCOMPRESSED_BYTES
     if compressed_size:
         limit = min(limit, max(_RATIO_FLOOR_BYTES, MAX_COMPRESSION_RATIO * compressed_size))
@@ -305,13 +310,13 @@ def _gzip_entries(open_compressed: Callable[[], IO[bytes]], display: str, compre
         with _spooled(open_plain, display) as copy:
             try:
                 with zipfile.ZipFile(copy) as inner:
-                    yield from _zip_entries(inner, display, depth=1, open_self=lambda: _reopen(copy))
+                    yield from _zip_entries(inner, display, 1, lambda: _reopen(copy), skipped)
             except zipfile.BadZipFile as err:
                 raise InputError(f"{display}: not a readable ZIP/XLSX file ({err})") from None
     elif kind == "empty":
-        _skip_or_fail(display, "empty file", optional)
+        _skip_or_fail(display, "empty file", optional, skipped)
     else:
-        _skip_or_fail(display, f"unknown file type inside gzip ({kind})", optional)
+        _skip_or_fail(display, f"unknown file type inside gzip ({kind})", optional, skipped)
 
 
 # ---- XLSX ------------------------------------------------------------------------------

@@ -329,3 +329,33 @@ def test_progress_is_shown_for_an_import(tmp_path, files):
     result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "d"), "import", str(path)], obj=None)
     assert result.exit_code == 0, result.output
     assert f"import u.csv done ({size}/{size})" in result.stderr
+
+
+def test_a_quote_inside_an_unquoted_value_is_text(run, files):
+    rows = [list(r) for r in USAGE_ROWS]
+    rows[2][10] = '2025 27" screen'
+    text = csv_text(OLD_USAGE_HEADER, rows).replace('"2025 27"" screen"', '2025 27" screen')
+    assert '2025 27" screen' in text
+    run("import", write(files / "inch.csv", text))
+    assert '2025 27" screen' in run.read("premium_usage_files")["version"].to_pylist()
+
+
+def test_folder_import_skips_what_is_not_a_table(run, files):
+    write(files / "sub" / "usage.csv", csv_text(OLD_USAGE_HEADER, USAGE_ROWS))
+    write(files / "sub" / "notes.md", "# notes\nnothing here\n")
+    write(files / "sub" / ".DS_Store", b"\x00\x00\x00\x01Bud1")
+    write(files / "sub" / "logo.png", b"\x89PNG\r\n\x1a\nxxxx")
+    result = run("import", files / "sub")
+    assert "sub/usage.csv" in result.stdout
+    assert "skipped sub/notes.md" in result.stdout
+    assert "sub/logo.png: skipped: unknown file type (PNG image)" in result.stderr
+    assert "skipped sub/logo.png: unknown file type (PNG image)" in result.stdout
+    assert run.read("premium_usage_files").num_rows == len(USAGE_ROWS)
+
+
+def test_kind_given_skips_workbook_sheets_that_do_not_fit(run, files):
+    book = xlsx_bytes({"Usage": [OLD_USAGE_HEADER.split(","), list(USAGE_ROWS[0])],
+                       "Users": [USERS_HEADER.split(","), ["NY", "a@x", "Flex", "User", "Active"]]})
+    result = run("import", "--kind", "usage", write(files / "b.xlsx", book))
+    assert "b.xlsx#Usage" in result.stdout and "skipped b.xlsx#Users: required column 'usage_date'" in result.stdout
+    assert run.read("premium_users").num_rows == 0
