@@ -359,3 +359,22 @@ def test_kind_given_skips_workbook_sheets_that_do_not_fit(run, files):
     result = run("import", "--kind", "usage", write(files / "b.xlsx", book))
     assert "b.xlsx#Usage" in result.stdout and "skipped b.xlsx#Users: required column 'usage_date'" in result.stdout
     assert run.read("premium_users").num_rows == 0
+
+
+def test_import_json_report(run, files):
+    a = write(files / "a.zip", zip_bytes({"a.csv": csv_text(OLD_USAGE_HEADER, USAGE_ROWS), "README.txt": "hello\n"}))
+    report = json.loads(run("import", "--json", a).stdout)
+    assert report["files"] == [{"source": "a.zip!a.csv", "kind": "usage", "dataset": "premium_usage_files", "rows": 4}]
+    assert [s["source"] for s in report["skipped"]] == ["a.zip!README.txt"]
+    assert report["dataset_rows"] == {"premium_usage_files": 4}
+
+
+def test_metadata_duplicates_across_two_files(run, files):
+    from tests.importing.conftest import error_line
+
+    one = write(files / "m1.csv", "email,geo\nann@acme.example,AMER\n")
+    two = write(files / "m2.csv", "Email,Geo\nbob@acme.example,EMEA\nAnn@Acme.example,EMEA\n")
+    result = run("import", one, two, ok=False)
+    assert result.exit_code == 2
+    assert error_line(result) == ("m2.csv: duplicate email 'ann@acme.example' in m1.csv row 2 and m2.csv row 3; "
+                                  "each user may appear once in the metadata")
