@@ -77,9 +77,11 @@
 
 
 {#- One row holding the as-of date, to cross join: every mart carries it and every trailing
-    window ends on it. as_of_date() (D1) is the var as a DATE literal or the latest usage_date. -#}
+    window ends on it. as_of_date() is the var as a DATE literal or the latest usage_date;
+    with no usage at all yet (only Users / Subscriptions reports imported) that is NULL, and
+    today's date is used so seat holders still show as never used. -#}
 {% macro marts_params_cte() -%}
-    select cast({{ as_of_date() }} as date) as as_of_date
+    select cast(coalesce({{ as_of_date() }}, cast({{ dbt.current_timestamp() }} as date)) as date) as as_of_date
 {%- endmacro %}
 
 
