@@ -222,7 +222,8 @@ class _CsvBatches:
 
     def __iter__(self) -> Iterator[RawBatch]:
         names = [f"c{i}" for i in range(len(self.headers))]
-        read_options = pa_csv.ReadOptions(column_names=names, block_size=CSV_BLOCK_SIZE, use_threads=True)
+        # no reader threads: a read-ahead thread outrunning a CPU-starved converter buffers blocks
+        read_options = pa_csv.ReadOptions(column_names=names, block_size=CSV_BLOCK_SIZE, use_threads=False)
         parse_options = pa_csv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True,
                                             ignore_empty_lines=True)
         convert_options = pa_csv.ConvertOptions(
