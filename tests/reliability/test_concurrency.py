@@ -5,7 +5,6 @@ result is exactly what it would have been alone; nothing is corrupted."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from extractor.dataset import DataDir
 from extractor.errors import LockedError
 
-from .conftest import FAST_ENV, content, error_lines, fingerprint, invoke, leftover_transactions, ok, stray_files
+from .conftest import content, error_lines, fingerprint, invoke, leftover_transactions, ok, stray_files
 from .hostile import GOOD, HEADER, put
 from .test_crash_safety import subprocess_run
 
