@@ -7,10 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
@@ -33,6 +36,7 @@ FAST_ENV = {
 }
 META = ("_extracted_at", "_source")
 TEAM = "4865648"  # New York Office in the session sandbox
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fast_environ() -> dict[str, str]:
@@ -173,6 +177,27 @@ def stray_files(data_dir: Path) -> list[str]:
 def leftover_transactions(data_dir: Path) -> list[str]:
     tmp = Path(data_dir) / ".tmp"
     return sorted(p.name for p in tmp.glob("tx-*")) if tmp.exists() else []
+
+
+def subprocess_run(data_dir: Path, base_url: str, args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
+    """``python -m extractor ... <args>`` in a child process (fast settings, output piped)."""
+    env = fast_environ()
+    env.update(env_extra or {})
+    cmd = [sys.executable, "-m", "extractor", "--data-dir", str(data_dir), "--base-url", base_url, "-q", *args]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def follow_login(url: str) -> bool:
+    """The browser: GET the authorize URL and follow its redirect to the local listener,
+    again if the faulty sandbox answers 5xx or drops the connection."""
+    for _ in range(20):
+        try:
+            response = httpx.get(url, follow_redirects=True, timeout=10)
+        except httpx.HTTPError:
+            continue
+        if "login complete" in response.text:
+            return True
+    return False
 
 
 # -- the fault matrix, printed at the end of the session -------------------------------------

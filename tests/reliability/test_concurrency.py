@@ -14,9 +14,9 @@ import pytest
 from extractor.dataset import DataDir
 from extractor.errors import LockedError
 
-from .conftest import content, error_lines, fingerprint, invoke, leftover_transactions, ok, stray_files
+from .conftest import (content, error_lines, fingerprint, invoke, leftover_transactions, ok, stray_files,
+                       subprocess_run)
 from .hostile import GOOD, HEADER, put
-from .test_crash_safety import subprocess_run
 
 RANGE = ("2026-10-01", "2026-10-06")
 

@@ -14,8 +14,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -24,13 +22,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import FAST_ENV, content, fast_environ, invoke, leftover_transactions, ok, stray_files
+from .conftest import FAST_ENV, content, invoke, leftover_transactions, ok, stray_files, subprocess_run
 from .hostile import HEADER
 
 SEED = int(os.environ.get("APS_RELIABILITY_SEED", "20261122"))
 POINTS = max(2, int(os.environ.get("APS_RELIABILITY_CRASH_POINTS", "20")))
 IMPORT_ROWS = int(os.environ.get("APS_RELIABILITY_IMPORT_ROWS", "20000"))
-REPO = Path(__file__).resolve().parents[2]
 
 PREVIOUS = ("2026-09-25", "2026-09-30")
 NEW = ("2026-10-01", "2026-10-08")
@@ -70,13 +67,6 @@ def big_csv(path: Path, rows: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def subprocess_run(data_dir: Path, base_url: str, args: list[str], env_extra: dict | None = None) -> subprocess.Popen:
-    env = fast_environ()
-    env.update(env_extra or {})
-    cmd = [sys.executable, "-m", "extractor", "--data-dir", str(data_dir), "--base-url", base_url, "-q", *args]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope="module")

@@ -224,7 +224,7 @@ def test_lost_refresh_answer_asks_to_log_in_again(sandbox, fast_env, tmp_path, m
     from extractor.sandbox.app import create_app
     from extractor.sandbox.server import start_in_thread
 
-    from .test_secrets import follow_login
+    from .conftest import follow_login
 
     app = create_app(data=sandbox.data, time_scale=0.02, token_ttl=60)  # tokens live 1.2 s
     cutter = CutRefreshAnswers(app)

@@ -10,11 +10,10 @@ import stat
 import webbrowser
 from pathlib import Path
 
-import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import FAST_ENV, invoke
+from .conftest import FAST_ENV, follow_login, invoke
 
 FAULTS = "429:0.1,500:0.1,reset:0.05,expire-url:0.3,job-error:0.1,retry-after-date:0.5,auth:1"
 RANGE = ("2026-10-01", "2026-10-12")
@@ -58,19 +57,6 @@ def recorded_sandbox(sandbox):
     yield server.base_url, recorder, app.state.sandbox
     server.stop()
     app.state.sandbox.close()
-
-
-def follow_login(url: str) -> bool:
-    """The browser: GET the authorize URL and follow its redirect to the local listener,
-    again if the faulty sandbox answers 5xx or drops the connection."""
-    for _ in range(20):
-        try:
-            response = httpx.get(url, follow_redirects=True, timeout=10)
-        except httpx.HTTPError:
-            continue
-        if "login complete" in response.text:
-            return True
-    return False
 
 
 def parquet_text(path: Path) -> str:
