@@ -438,8 +438,13 @@ def extract_premium(
             with progress("Premium teams", total=len(chosen), quiet=settings.quiet) as team_task:
                 for i, team in enumerate(chosen):
                     # the team list rides with the first team's commit: a run that fails there changes nothing
-                    _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt, result,
-                                  teams_table=teams_table if i == 0 else None)
+                    try:
+                        _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt, result,
+                                      teams_table=teams_table if i == 0 else None)
+                    except ApiError as err:  # say which team failed (the teams before it are saved)
+                        if f"team {team['context_id']}" in str(err):
+                            raise
+                        raise ApiError(f"{err} (team {team['context_id']})") from None
                     team_task.advance(1)
             if not chosen:
                 with dd.transaction() as tx:
