@@ -172,6 +172,7 @@ def test_a_failing_team_keeps_its_old_rows_and_the_others_commit(sandbox, fast_e
         server.stop()
         app.state.sandbox.close()
     assert result.exit_code == 4 and is_one_line_error(result), result.output
+    assert f"(team {bad})" in error_lines(result)[0], error_lines(result)[0]
     for dataset, column in (("premium_usage", "context_id"), ("premium_users", "team_id"),
                             ("premium_subscriptions", "team_id")):
         assert _team_rows(data_dir, dataset, column, good) == _team_rows(expected, dataset, column, good), dataset
