@@ -91,7 +91,8 @@ def iter_files(paths: Iterable[str | os.PathLike[str]], *, name: str | None = No
         elif path.is_file():
             yield from _file_entries(path, name or path.name, False, skipped)
         else:
-            raise InputError(f"{path}: no such file or folder")
+            what = "not a regular file or folder" if path.exists() else "no such file or folder"  # /dev/zero, a FIFO
+            raise InputError(f"{path}: {what}")
 
 
 def _file_entries(path: Path, display: str, optional: bool, skipped) -> Iterator[InputEntry]:
