@@ -265,7 +265,7 @@ CASES: list[Case] = [
     Case("a folder with only junk", only_junk_folder, "error", names=["junk"]),
     Case("one bad file among good ones", one_bad_among_good, "error", names=["b_bad.csv", "row 3", "Tokens Used"]),
     Case("a folder with a symlink loop", symlink_loop, "ok", rows=KEYS),
-    Case("a device, not a file (/dev/zero)", lambda f: [Path("/dev/zero")], "error", names=["/dev/zero"]),
+    Case("a device, not a file (/dev/zero)", lambda f: [Path("/dev/zero")], "error", names=["/dev/zero", "not a regular file"]),
     Case("a file that does not exist", lambda f: [f / "missing.csv"], "error", names=["missing.csv"]),
     Case("a newline in the file name", one("evil\nname.csv", b"\x00\x01\x02garbage" * 10), "error", names=["name.csv"]),
 ]
