@@ -8,9 +8,10 @@ a fresh subprocess so that peak memory is its own:
 1. ``extract_premium`` + ``extract_tokenflex`` through the Python API: monthly usage-query
    windows, paging, Users/Subscriptions exports, Token Flex exports per usage category,
    typing, the transactional partitioned write with de-duplication;
-2. the baseline: one usage query per team for the whole range with the largest page, rows
-   appended to one Parquet file with pyarrow (no windows, no typing, no partitions, no
-   de-duplication, no exports, no retries).
+2. the baseline, a naive client for the same rows: one usage query per team for the whole
+   range with the largest page, rows appended to one Parquet file; one Token Flex export per
+   category, each CSV read by pyarrow and written to Parquet (no windows, no typing, no
+   partitions, no de-duplication, no Users/Subscriptions exports, no retry machinery).
 Prints wall time, usage rows/s, the ratio extract/baseline and peak RSS. Asserts nothing.
 """
 
@@ -47,34 +48,53 @@ if mode in ("extract", "premium", "tokenflex"):
     if mode != "premium":
         rows += extract_tokenflex(settings, auth, since=since, until=until).rows.get("tokenflex_usage", 0)
 else:
-    import pyarrow as pa, pyarrow.parquet as pq
+    import pyarrow as pa, pyarrow.csv as pacsv, pyarrow.parquet as pq
+    from urllib.parse import quote
     from extractor.http import ApiClient
     from extractor.premium import USAGE_FIELDS
+    from extractor.tokenflex import CATEGORY_FIELDS, GENERAL_FIELDS
     api = ApiClient(settings, auth)
     writer = None
-    for team in api.get_json("/insights/v1/contexts"):
-        cid = team["contextId"]
-        body = {"fields": list(USAGE_FIELDS), "metrics": ["totalTokens"], "contextId": cid,
-                "where": f"usageDate >= '{since}' AND usageDate <= '{until}'"}
-        qid = api.post_json("/insights/v1/usage-queries", params={"contextId": cid}, json=body)["id"]
-        offset = 0
-        while True:
-            page = api.get_json(f"/insights/v1/usage-queries/{qid}", params={"offset": offset, "limit": 10000})
-            if page["status"] != "COMPLETED":
+    if mode != "baseline-tokenflex":
+        for team in api.get_json("/insights/v1/contexts"):
+            cid = team["contextId"]
+            body = {"fields": list(USAGE_FIELDS), "metrics": ["totalTokens"], "contextId": cid,
+                    "where": f"usageDate >= '{since}' AND usageDate <= '{until}'"}
+            qid = api.post_json("/insights/v1/usage-queries", params={"contextId": cid}, json=body)["id"]
+            offset = 0
+            while True:
+                page = api.get_json(f"/insights/v1/usage-queries/{qid}", params={"offset": offset, "limit": 10000})
+                if page["status"] != "COMPLETED":
+                    time.sleep(0.02)
+                    continue
+                if page["rows"]:
+                    cols = list(zip(*page["rows"]))
+                    table = pa.table({c: pa.array([None if v is None else str(v) for v in col])
+                                      for c, col in zip(page["columns"], cols)})
+                    writer = writer or pq.ParquetWriter(os.path.join(data_dir, "naive.parquet"), table.schema)
+                    writer.write_table(table)
+                offset += len(page["rows"])
+                rows += len(page["rows"])
+                if offset >= page["pagination"]["totalResults"]:
+                    break
+        if writer:
+            writer.close()
+    if mode != "baseline-premium":
+        number = api.get_json("/tokenflex/v1/contract")[0]["contractNumber"]
+        for i, (category, fields) in enumerate(CATEGORY_FIELDS.items()):
+            body = {"fields": GENERAL_FIELDS + fields, "metrics": ["tokensConsumed"], "usageCategory": [category],
+                    "where": f"usageDate >= '{since}' AND usageDate <= '{until}'", "downloadFileName": f"b{i}"}
+            key = api.post_json(f"/tokenflex/v1/export/{number}/requests", json=body)["requestKey"]
+            while True:
+                info = api.get_json(f"/tokenflex/v1/export/{number}/requests/{quote(key, safe='')}")
+                if info["requestStatus"] == "Download":
+                    break
                 time.sleep(0.02)
-                continue
-            if page["rows"]:
-                cols = list(zip(*page["rows"]))
-                table = pa.table({c: pa.array([None if v is None else str(v) for v in col])
-                                  for c, col in zip(page["columns"], cols)})
-                writer = writer or pq.ParquetWriter(os.path.join(data_dir, "naive.parquet"), table.schema)
-                writer.write_table(table)
-            offset += len(page["rows"])
-            rows += len(page["rows"])
-            if offset >= page["pagination"]["totalResults"]:
-                break
-    if writer:
-        writer.close()
+            path = os.path.join(data_dir, f"b{i}.csv")
+            api.download_to(info["downloadUrl"], path)
+            table = pacsv.read_csv(path)
+            pq.write_table(table, os.path.join(data_dir, f"b{i}.parquet"))
+            rows += table.num_rows
     api.close()
 elapsed = time.perf_counter() - t0
 print(json.dumps({"seconds": elapsed, "rows": rows, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -127,18 +147,18 @@ def main() -> None:
     print(f"sandbox: {args.users} users, {args.days} days, {int(usage_rows):,} Premium usage rows, "
           f"{int(tf_rows):,} Token Flex rows (started in {time.perf_counter() - t0:.1f}s)")
     try:
-        baseline = run_child("baseline", base_url, since, until)
+        baseline = run_child(f"baseline-{args.only}" if args.only else "baseline", base_url, since, until)
         extract = run_child(args.only or "extract", base_url, since, until)
     finally:
         sandbox.stdin.close()
         sandbox.wait(timeout=30)
     label = f"extract {args.only or 'premium + tokenflex'}"
-    for name, r in (("baseline (naive query + one Parquet)", baseline), (label, extract)):
+    for name, r in ((f"baseline {args.only or 'premium + tokenflex'} (naive)", baseline), (label, extract)):
         print(f"{name:40} {r['seconds']:7.2f}s  {r['rows']:>9,} usage rows  {r['rows'] / r['seconds']:>9,.0f} rows/s  "
               f"peak {r['peak_mb']:6.0f} MB")
     print(f"ratio extract/baseline (wall time): {extract['seconds'] / baseline['seconds']:.2f}x"
-          + ("" if args.only == "premium" else " (the extraction also runs Users/Subscriptions and Token Flex "
-             "exports, which the baseline does not)"))
+          + ("" if args.only == "tokenflex" else " (the extraction also runs the Users/Subscriptions exports, "
+             "which the baseline does not)"))
 
 
 if __name__ == "__main__":
