@@ -10,6 +10,7 @@ rows and its state are committed together or not at all.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -72,6 +73,8 @@ PAGE_LIMITS = (10000, 2000, 1000, 500, 100)
 RUNNING = {"SUBMITTED", "RUNNING", "QUEUED", "PROCESSING", "IN_PROGRESS", "PENDING"}
 FAILED = {"FAILED", "ERROR", "EXPIRED", "TIMEOUT", "CANCELLED"}
 JOB_RESUBMITS = 3
+#: usage queries (monthly windows) submitted before the first of them is read
+QUERIES_AHEAD = 4
 #: an expired or refused download URL is renewed at most this many times
 URL_RENEWALS = 6
 EXPORT_REPORT_KINDS = {"USERS": ("users", PREMIUM_USERS), "SUBSCRIPTIONS": ("subscriptions", PREMIUM_SUBSCRIPTIONS),
@@ -204,11 +207,14 @@ def _is_json(response) -> bool:
         return False
 
 
-def query_usage(api: ApiClient, team_id: str, start: date, end: date, shape: QueryShape, task=None) -> dict[str, list]:
-    """All rows of one usage query (team x window) as canonical columns."""
+def query_usage(api: ApiClient, team_id: str, start: date, end: date, shape: QueryShape, task=None,
+                submitted: str | None = None) -> dict[str, list]:
+    """All rows of one usage query (team x window) as canonical columns; ``submitted`` is the
+    id of a query already submitted for this window."""
     last_error = ""
     for attempt in range(1, JOB_RESUBMITS + 2):
-        query_id = _submit_usage_query(api, team_id, start, end, shape)
+        query_id = submitted or _submit_usage_query(api, team_id, start, end, shape)
+        submitted = None
         what = f"usage query {query_id} (team {team_id}, {start}..{end})"
         first = api.poll(lambda: _get_results(api, query_id, 0, shape, team_id),
                          lambda r: str(r.get("status", "")).upper() not in RUNNING, what=what)
@@ -470,9 +476,16 @@ def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt
             shape = QueryShape()
 
             def windows():
+                # a few windows are submitted ahead, so the service runs them while we page
+                pending = deque(month_windows(start, end))
+                ahead: deque = deque()
                 with progress(f"Premium usage {label} {start}..{end}", quiet=settings.quiet) as task:
-                    for w_start, w_end in month_windows(start, end):
-                        columns = query_usage(api, team_id, w_start, w_end, shape, task)
+                    while pending or ahead:
+                        while pending and len(ahead) < QUERIES_AHEAD:
+                            w = pending.popleft()
+                            ahead.append((w, _submit_usage_query(api, team_id, w[0], w[1], shape)))
+                        (w_start, w_end), query_id = ahead.popleft()
+                        columns = query_usage(api, team_id, w_start, w_end, shape, task, submitted=query_id)
                         yield protect(usage_table(columns, team, w_start, w_end, f"usage query {label}"))
 
             source = f"insights/v1/usage-queries contextId={team_id} {start}..{end}"
