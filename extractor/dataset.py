@@ -368,7 +368,12 @@ class DataDir:
         except BaseException:
             tx.abort()
             raise
-        tx.commit()
+        try:
+            tx.commit()
+        except BaseException:
+            if not (tx.dir / "COMMIT.json").exists():  # stopped before the commit point (e.g. Ctrl-C)
+                tx.abort()
+            raise
 
 
 class Transaction:
@@ -452,6 +457,10 @@ class Transaction:
             for dataset, writes in self._writes.items():
                 try:
                     r, d, n = self._merge(con, DATASETS[dataset], writes)
+                except (duckdb.InterruptException, RuntimeError) as err:
+                    if isinstance(err, RuntimeError) and "interrupted" not in str(err).lower():
+                        raise
+                    raise KeyboardInterrupt from None  # Ctrl-C inside a DuckDB query: "Interrupted.", exit 130
                 except duckdb.OutOfMemoryException as err:  # e.g. a file with a thousand extra columns
                     sources = ", ".join(sorted({w.source for w in writes}))[:300]
                     raise UsageError(
