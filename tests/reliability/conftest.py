@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +199,19 @@ def follow_login(url: str) -> bool:
         if "login complete" in response.text:
             return True
     return False
+
+
+def wait_for_lock_holder(data_dir: Path, pid: int, timeout: float = 60.0) -> None:
+    lock = data_dir / "state" / "lock"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(lock.read_text() or "{}").get("pid") == pid:
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} never took the lock")
 
 
 # -- the fault matrix, printed at the end of the session -------------------------------------

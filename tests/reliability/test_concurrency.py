@@ -4,10 +4,8 @@ result is exactly what it would have been alone; nothing is corrupted."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -15,23 +13,10 @@ from extractor.dataset import DataDir
 from extractor.errors import LockedError
 
 from .conftest import (content, error_lines, fingerprint, invoke, leftover_transactions, ok, stray_files,
-                       subprocess_run)
+                       subprocess_run, wait_for_lock_holder)
 from .hostile import GOOD, HEADER, put
 
 RANGE = ("2026-10-01", "2026-10-06")
-
-
-def wait_for_lock_holder(data_dir: Path, pid: int, timeout: float = 60.0) -> None:
-    lock = data_dir / "state" / "lock"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if json.loads(lock.read_text() or "{}").get("pid") == pid:
-                return
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.02)
-    raise AssertionError(f"process {pid} never took the lock")
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from .conftest import FAST_ENV, content, invoke, leftover_transactions, ok, stray_files, subprocess_run
+from .conftest import (FAST_ENV, content, invoke, leftover_transactions, ok, stray_files, subprocess_run,
+                       wait_for_lock_holder)
 from .hostile import HEADER
 
 SEED = int(os.environ.get("APS_RELIABILITY_SEED", "20261122"))
@@ -170,4 +171,32 @@ def test_named_crash_point(point, job_name, jobs, sandbox, fast_env, tmp_path):
         after = {p: p.read_bytes() for p in (data_dir / "raw").rglob("*.parquet")}
         assert after == before, f"{point}: files changed before the commit point"
         assert leftover_transactions(data_dir), "the interrupted transaction should still be there to roll back"
+    assert_recovered(job, data_dir, sandbox.base_url)
+
+
+CTRL_C_POINTS = [("extract premium", 0.5), ("extract tokenflex", 0.7), ("import", 0.4), ("import", 0.8)]
+if os.environ.get("APS_RELIABILITY_CTRL_C_SWEEP"):  # every 5% of the import, to hunt for races
+    CTRL_C_POINTS = [("import", f / 20) for f in range(2, 20)]
+
+
+@pytest.mark.parametrize("job_name,fraction", CTRL_C_POINTS)
+def test_ctrl_c_stops_cleanly(job_name, fraction, jobs, sandbox, fast_env, tmp_path):
+    """SIGINT (Ctrl-C): "Interrupted.", exit 130, no traceback, nothing half-written; a re-run completes."""
+    job = jobs[job_name]
+    data_dir = tmp_path / "data"
+    shutil.copytree(job.previous, data_dir)
+    started = time.monotonic()
+    proc = subprocess_run(data_dir, sandbox.base_url, job.args)
+    wait_for_lock_holder(data_dir, proc.pid)  # started working (Ctrl-C during Python's own start-up is not ours)
+    time.sleep(max(0.0, job.seconds * fraction - (time.monotonic() - started)))
+    interrupted = proc.poll() is None
+    if interrupted:
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if interrupted and proc.returncode != 0:
+        assert proc.returncode == 130, err[-1500:]
+        assert "Traceback" not in err and err.strip().splitlines()[-1] == "Interrupted.", err[-1500:]
+        uncommitted = [t for t in leftover_transactions(data_dir) if not (data_dir / ".tmp" / t / "COMMIT.json").exists()]
+        assert not uncommitted, f"an interrupted run left its uncommitted staging behind: {uncommitted}"
+    readable_and_tidy(data_dir)
     assert_recovered(job, data_dir, sandbox.base_url)
