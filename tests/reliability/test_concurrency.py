@@ -130,13 +130,16 @@ def test_second_writer_queues_with_lock_wait(slow_sandbox, sandbox, fast_env, tm
     try:
         wait_for_lock_holder(data_dir, first.pid)
         fast_env.setenv("APS_USAGE_LOCK_WAIT", "120")
+        assert first.poll() is None, "the first writer ended before the second started; the test proves nothing"
         result = invoke(data_dir, None, "import", put(tmp_path / "in", "usage.csv", GOOD))
-        first_done_before_second = first.poll() is not None
     finally:
         _, err = first.communicate(timeout=120)
-    ok(result)
+    ok(result)  # without waiting it would have been refused (exit 5): the first held the lock
     assert first.returncode == 0, err
-    assert first_done_before_second, "the second writer did not wait for the first"
+    dd = DataDir(data_dir)
+    first_written = max(dd.read("tokenflex_usage").column("_extracted_at").to_pylist())
+    second_written = min(dd.read("premium_usage_files").column("_extracted_at").to_pylist())
+    assert second_written > first_written, "the second writer's transaction began before the first committed"
     assert len(content(data_dir, "premium_usage_files")) == 3
     assert content(data_dir, "tokenflex_usage") == content(alone, "tokenflex_usage")
     assert not stray_files(data_dir) and not leftover_transactions(data_dir)
