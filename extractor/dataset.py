@@ -51,9 +51,10 @@ META_COLUMNS: dict[str, pa.DataType] = {
     "_row_hash": pa.string(),
 }
 PART_FILE = "part.parquet"
+STAGING_ROW_GROUP = 64_000
 SCHEMA_FILE = "schema.parquet"
 # DuckDB's share of the memory of a merge; it spills to .tmp beyond this.
-DUCKDB_MEMORY_LIMIT = os.environ.get("APS_USAGE_DUCKDB_MEMORY", "192MB")
+DUCKDB_MEMORY_LIMIT = os.environ.get("APS_USAGE_DUCKDB_MEMORY", "128MB")
 
 
 @dataclass
@@ -407,7 +408,13 @@ class Transaction:
         writers: dict[str, tuple[pq.ParquetWriter, pa.Schema]] = {}
         rows = 0
 
-        def sink(month: str, table: pa.Table) -> None:
+        pending: dict[str, list[pa.Table]] = {}
+
+        def flush(month: str) -> None:
+            tables = pending.pop(month, [])
+            if not tables:
+                return
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
             current = writers.get(month)
             if current is None or not current[1].equals(table.schema):
                 if current is not None:
@@ -417,6 +424,20 @@ class Transaction:
                 writers[month] = (pq.ParquetWriter(path, table.schema), table.schema)
                 files.setdefault(month, []).append(path)
             writers[month][0].write_table(table)
+
+        def sink(month: str, table: pa.Table) -> None:
+            # Buffer a month's slices into row groups of a useful size: thousands of tiny row
+            # groups make the merge slow and the Parquet footer large.
+            queued = pending.get(month)
+            if queued and not queued[0].schema.equals(table.schema):
+                flush(month)
+            pending.setdefault(month, []).append(table)
+            if sum(t.num_rows for t in pending[month]) >= STAGING_ROW_GROUP:
+                flush(month)
+            # bound what is buffered across months: flush the fullest month first
+            sizes = {m: sum(t.num_rows for t in ts) for m, ts in pending.items()}
+            if sum(sizes.values()) >= STAGING_ROW_GROUP:
+                flush(max(sizes, key=sizes.get))
 
         try:
             for batch in _batches(data):
@@ -434,6 +455,8 @@ class Transaction:
                         sink(f"{key // 100:04d}-{key % 100:02d}", table.filter(pc.equal(keys, key)))
                 rows += table.num_rows
                 crash_point("staging")
+            for month in list(pending):
+                flush(month)
         finally:
             for writer, _ in writers.values():
                 writer.close()
@@ -502,10 +525,6 @@ class Transaction:
             for month, paths in w.files.items():
                 staged_by_month.setdefault(month, []).append((w, [str(p) for p in paths]))
         all_staged = [f for w in writes for fs in w.files.values() for f in map(str, fs)]
-        incoming_cols = _columns(all_staged)
-        listed = [c for c in spec.columns if c in incoming_cols]
-        hash_parts = ", ".join(f"{_sql_str(c + '=')} || CAST({_ident(c)} AS VARCHAR)" for c in sorted(listed))
-        hash_expr = f"md5(concat_ws(chr(31), {hash_parts}))" if listed else "md5('')"
         replaces = [w.replace for w in writes if w.replace is not None]
         everything = any(r.everything for r in replaces)
         predicates = [p for p in (self._replace_predicate(con, spec, r, all_staged) for r in replaces) if p]
@@ -538,7 +557,7 @@ class Transaction:
                 staged += files
                 cols = _columns(files)
                 # per-write constants are added here, not stored row by row while staging
-                meta = [f"{hash_expr} AS _row_hash"]
+                meta = [f"{_hash_expr(spec, cols)} AS _row_hash"]
                 if "_source" not in cols:
                     meta.append(f"{_sql_str(w.source)} AS _source")
                 if "_extracted_at" not in cols:
@@ -620,6 +639,14 @@ def _batches(data: Any) -> Iterator[pa.RecordBatch | pa.Table]:
         yield from f.iter_batches(batch_size=256_000)
     else:
         yield from data
+
+
+def _hash_expr(spec: DatasetSpec, present: set[str]) -> str:
+    """md5 over ``name=value`` of the listed columns that are not NULL. A column a file lacks
+    is NULL, so it is left out: the same row hashes alike whichever columns came with it."""
+    listed = sorted(c for c in spec.columns if c in present)
+    parts = ", ".join(f"{_sql_str(c + '=')} || CAST({_ident(c)} AS VARCHAR)" for c in listed)
+    return f"md5(concat_ws(chr(31), {parts}))" if listed else "md5('')"
 
 
 def _columns(files: list[str]) -> set[str]:

@@ -185,3 +185,27 @@ def test_second_writer_is_refused_or_waits(tmp_path):
     with DataDir(tmp_path).lock("patient", wait=30):
         assert time.monotonic() - started > 0.5
     holder.wait(timeout=30)
+
+
+def test_two_writes_with_different_columns_in_one_transaction(tmp_path):
+    dd = DataDir(tmp_path)
+    subs = pa.table({"team_name": ["A"], "offering_name": ["Revit"], "seat_quantity": [5]})
+    with dd.lock("test"), dd.transaction() as tx:
+        tx.write("premium_subscriptions", subs, source="a.csv")
+        tx.write("premium_subscriptions", pa.table({"team_name": ["B"], "offering_name": ["Maya"]}), source="b.csv")
+        tx.write("premium_subscriptions", subs.append_column("plan", pa.array([None], pa.string())), source="c.csv")
+    got = sorted((r["team_name"], r["offering_name"], r["seat_quantity"]) for r in dd.read("premium_subscriptions").to_pylist())
+    assert got == [("A", "Revit", 5), ("B", "Maya", None)]  # c.csv's row is a.csv's row: a NULL column hashes alike
+
+
+def test_large_write_stages_few_row_groups(tmp_path):
+    dd = DataDir(tmp_path)
+    n = 200_000
+    dates = pa.array([date(2026, 1 + i % 3, 1 + i % 28) for i in range(n)])
+    t = pa.table({"usage_date": dates, "product_name": pa.array(["Revit"] * n), "user_id": pa.array([str(i) for i in range(n)])})
+    with dd.lock("test"), dd.transaction() as tx:
+        tx.write("premium_usage", t.to_batches(max_chunksize=5_000), source="big")
+        staged = list((tx.dir / "in").glob("*.parquet"))
+        import pyarrow.parquet as pq
+        assert max(pq.ParquetFile(f).num_row_groups for f in staged) <= 3  # not one per 5,000-row batch
+    assert dd.read("premium_usage").num_rows == n
