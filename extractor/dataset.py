@@ -255,10 +255,13 @@ class DataDir:
                 if files:
                     date_expr = (f"min({_ident(spec.date_column)}), max({_ident(spec.date_column)})"
                                  if spec.date_column else "NULL, NULL")
-                    r = con.execute(
-                        f"SELECT count(*), {date_expr}, max(_extracted_at) FROM read_parquet({files!r}, "
-                        "union_by_name=true, hive_partitioning=false)"
-                    ).fetchone()
+                    try:
+                        r = con.execute(
+                            f"SELECT count(*), {date_expr}, max(_extracted_at) FROM read_parquet({files!r}, "
+                            "union_by_name=true, hive_partitioning=false)"
+                        ).fetchone()
+                    except (duckdb.InvalidInputException, duckdb.IOException) as err:
+                        raise _unreadable_error(files, err) from None
                     row.update(rows=r[0], min_date=r[1], max_date=r[2], newest_extracted_at=r[3])
                 row["last_run"] = state.get("last_run", {}).get(name)
                 out.append(row)
@@ -484,6 +487,8 @@ class Transaction:
                     if isinstance(err, RuntimeError) and "interrupted" not in str(err).lower():
                         raise
                     raise KeyboardInterrupt from None  # Ctrl-C inside a DuckDB query: "Interrupted.", exit 130
+                except (pa.ArrowInvalid, duckdb.InvalidInputException, duckdb.IOException) as err:
+                    raise _unreadable_error([str(p) for p in self.dd.data_files(dataset)], err) from None
                 except duckdb.OutOfMemoryException as err:  # e.g. a file with a thousand extra columns
                     sources = ", ".join(sorted({w.source for w in writes}))[:300]
                     raise UsageError(
@@ -647,6 +652,19 @@ def _hash_expr(spec: DatasetSpec, present: set[str]) -> str:
     listed = sorted(c for c in spec.columns if c in present)
     parts = ", ".join(f"{_sql_str(c + '=')} || CAST({_ident(c)} AS VARCHAR)" for c in listed)
     return f"md5(concat_ws(chr(31), {parts}))" if listed else "md5('')"
+
+
+def _unreadable_error(files: list[str], err: Exception) -> Exception:
+    """One line naming the first file that is not readable Parquet (a torn copy, a full disk
+    outside aps-usage); the original error if every file reads."""
+    for f in files:
+        try:
+            pq.read_metadata(f)
+        except Exception:
+            detail = str(err).splitlines()[0][:200]
+            return UsageError(f"{f}: not a readable Parquet file ({detail}); move it away and extract or import "
+                              "that month again")
+    return err
 
 
 def _columns(files: list[str]) -> set[str]:
