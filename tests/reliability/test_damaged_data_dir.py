@@ -68,10 +68,6 @@ def test_lock_file_left_by_a_dead_process(data_dir, tmp_path):
     ok(invoke(data_dir, None, "import", put(tmp_path / "in", "next.csv", NEXT_DAY)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a torn part.parquet makes import and status fail with a traceback (ArrowInvalid from pyarrow / "
-    "InvalidInputException from DuckDB in extractor/dataset.py stats() and Transaction.commit) instead of one "
-    "line naming the file"))
 @pytest.mark.parametrize("command", ["import", "status"])
 def test_torn_partition_file_is_named(data_dir, tmp_path, command):
     part = next((data_dir / "raw" / "premium_usage_files").rglob("part.parquet"))
