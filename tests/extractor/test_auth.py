@@ -175,10 +175,14 @@ def test_tokens_expiring_every_second_during_a_run(sandbox_factory, make_cli, fa
     box = sandbox_factory(token_ttl=50)  # 50 s x time_scale 0.02 = 1 s
     run = make_cli(box.base_url, tmp_path / "data")
     fast_env.delenv("APS_PAT")
+    import time
+
     login(run)
     first = token_file(run)["refresh_token"]
     until = box.data.end_date
+    time.sleep(1.2)  # the login's token has expired: the next run must refresh, however fast it is
     run("extract", "tokenflex", "--since", str(until - dt.timedelta(days=20)), "--until", str(until))
+    time.sleep(1.2)  # and again, with the refresh token the first run rotated and saved
     run("extract", "premium", "--team", "5012734", "--since", str(until - dt.timedelta(days=40)), "--until", str(until))
     assert run.read("tokenflex_usage").num_rows > 0 and run.read("premium_usage").num_rows > 0
     assert token_file(run)["refresh_token"] != first
