@@ -214,6 +214,10 @@ def test_incremental_build_adds_a_new_day_and_matches_a_full_refresh(tmp_path):
     run_build(settings, select=select, exclude=FAST)
     incremental = warehouse_query(tmp_path, "select * exclude (extracted_at) from marts.fct_daily_usage order by 1")
     assert ("U2", "AutoCAD", dt.date(2026, 11, 20)) in {(r[1], r[8], r[16]) for r in incremental}
+    # only November received rows: the compiled incremental query reads that month only
+    compiled = (tmp_path / "dbt" / "target" / "compiled" / "aps_usage" / "models" / "marts" / "core" / "fct_daily_usage.sql").read_text()
+    assert "usage_date >= cast('2026-11-01' as date) and usage_date < cast('2026-12-01' as date)" in compiled
+    assert "2026-10-01" not in compiled
     # months without new raw rows were not rewritten
     assert warehouse_query(tmp_path, "select * from marts.fct_daily_usage where usage_month = date '2026-10-01' order by 1") == october_before
     run_build(settings, select=select, exclude=FAST, full_refresh=True)

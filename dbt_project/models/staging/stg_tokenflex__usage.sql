@@ -5,7 +5,7 @@ with source as (
 ),
 
 deduped as (
-    {{ dedupe('source', ['_row_hash']) }}
+    {{ dedupe('source', ['usage_date', '_row_hash']) }}
 )
 
 select

@@ -1,6 +1,7 @@
 {#- Incremental by month: a run rebuilds whole months that received new raw rows since the
     last build (delete+insert on DuckDB, insert_overwrite of usage_month partitions on Spark).
     --full-refresh rebuilds everything (needed after identity mappings change). -#}
+-- depends_on: {{ ref('stg_raw__usage_loads') }}
 {%- set is_spark = target.type in ('spark', 'databricks') -%}
 {{ config(
     materialized='incremental',
@@ -21,28 +22,31 @@ tokenflex_rows as (
 ),
 
 {% if is_incremental() %}
-last_build as (
-    select max(extracted_at) as extracted_at from {{ this }}
-),
-
-changed_months as (
-    select distinct cast({{ dbt.date_trunc('month', 'premium_rows.usage_date') }} as date) as usage_month
-    from premium_rows cross join last_build
-    where last_build.extracted_at is null or premium_rows._extracted_at > last_build.extracted_at
-    union
-    select distinct cast({{ dbt.date_trunc('month', 'tokenflex_rows.usage_date') }} as date)
-    from tokenflex_rows cross join last_build
-    where last_build.extracted_at is null or tokenflex_rows._extracted_at > last_build.extracted_at
-),
+{#- The months that received raw rows since the last build, read from the light lineage view
+    before the query runs: inlined as date ranges, the filter reaches the Parquet scans
+    through the staging views (their windows are partitioned by usage_date). -#}
+{%- set months_sql -%}
+    select distinct cast(loads.usage_month as {{ dbt.type_string() }}) as usage_month
+    from {{ ref('stg_raw__usage_loads') }} as loads
+    cross join (select max(extracted_at) as extracted_at from {{ this }}) as last_build
+    where last_build.extracted_at is null or loads.last_extracted_at > last_build.extracted_at
+    order by 1
+{%- endset -%}
+{%- set changed_months = run_query(months_sql).columns[0].values() if execute else [] -%}
+{%- set month_ranges = [] -%}
+{%- for month in changed_months -%}
+    {%- set first_day = modules.datetime.date.fromisoformat((month | string)[:10]) -%}
+    {%- set next_month = (first_day.replace(day=28) + modules.datetime.timedelta(days=4)).replace(day=1) -%}
+    {%- do month_ranges.append("(usage_date >= cast('" ~ first_day ~ "' as date) and usage_date < cast('" ~ next_month ~ "' as date))") -%}
+{%- endfor -%}
+{%- set month_filter = (month_ranges | join(' or ')) if month_ranges else '1 = 0' %}
 
 premium as (
-    select * from premium_rows
-    where cast({{ dbt.date_trunc('month', 'usage_date') }} as date) in (select usage_month from changed_months)
+    select * from premium_rows where {{ month_filter }}
 ),
 
 tokenflex as (
-    select * from tokenflex_rows
-    where cast({{ dbt.date_trunc('month', 'usage_date') }} as date) in (select usage_month from changed_months)
+    select * from tokenflex_rows where {{ month_filter }}
 ),
 {% else %}
 premium as (select * from premium_rows),
