@@ -116,3 +116,13 @@
         {{ marts_double('annual_price') }} as annual_price
      from {{ ref('dim_products') }})
 {%- endmacro %}
+
+
+{#- The user's identity and org columns every per-user mart carries, so BI users slice each
+    mart by team, department, cost center, geo, country and city the same way. -#}
+{% macro marts_user_columns(alias) -%}
+    {%- for column in ['email', 'full_name', 'user_name', 'team_name', 'geo', 'country', 'city',
+                       'department', 'cost_center', 'project', 'skill_level'] -%}
+    {{ alias }}.{{ column }}{{ ",\n    " if not loop.last }}
+    {%- endfor -%}
+{%- endmacro %}

@@ -66,16 +66,7 @@ per_collection as (
 
 select
     c.user_key,
-    d.email,
-    d.full_name,
-    d.team_name,
-    d.geo,
-    d.country,
-    d.city,
-    d.department,
-    d.cost_center,
-    d.project,
-    d.skill_level,
+    {{ marts_user_columns('d') }},
     c.collection_name,
     c.products_used,
     c.distinct_products,

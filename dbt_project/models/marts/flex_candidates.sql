@@ -31,16 +31,7 @@ rated as (
 
 select
     r.user_key,
-    d.email,
-    d.full_name,
-    d.team_name,
-    d.geo,
-    d.country,
-    d.city,
-    d.department,
-    d.cost_center,
-    d.project,
-    d.skill_level,
+    {{ marts_user_columns('d') }},
     r.product_name,
     r.offering_name,
     r.usage_days,

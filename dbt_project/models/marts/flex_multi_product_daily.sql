@@ -51,16 +51,7 @@ products as (
 
 select
     m.user_key,
-    d.email,
-    d.full_name,
-    d.team_name,
-    d.geo,
-    d.country,
-    d.city,
-    d.department,
-    d.cost_center,
-    d.project,
-    d.skill_level,
+    {{ marts_user_columns('d') }},
     m.usage_month,
     m.multi_product_days,
     m.flex_usage_days,

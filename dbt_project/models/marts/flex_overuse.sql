@@ -23,16 +23,7 @@ monthly as (
 
 select
     m.user_key,
-    d.email,
-    d.full_name,
-    d.team_name,
-    d.geo,
-    d.country,
-    d.city,
-    d.department,
-    d.cost_center,
-    d.project,
-    d.skill_level,
+    {{ marts_user_columns('d') }},
     m.product_name,
     'flex' as licensing,
     m.usage_month,

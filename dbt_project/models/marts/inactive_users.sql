@@ -36,17 +36,7 @@ population as (
 
 select
     d.user_key,
-    d.email,
-    d.full_name,
-    d.user_name,
-    d.team_name,
-    d.geo,
-    d.country,
-    d.city,
-    d.department,
-    d.cost_center,
-    d.project,
-    d.skill_level,
+    {{ marts_user_columns('d') }},
     coalesce(a.offerings_assigned_count, 0) as offerings_assigned_count,
     a.offerings_assigned,
     (a.user_key is not null) as is_assigned,

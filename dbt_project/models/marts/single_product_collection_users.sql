@@ -36,16 +36,7 @@ flagged as (
 
 select
     f.user_key,
-    d.email,
-    d.full_name,
-    d.team_name,
-    d.geo,
-    d.country,
-    d.city,
-    d.department,
-    d.cost_center,
-    d.project,
-    d.skill_level,
+    {{ marts_user_columns('d') }},
     f.collection_name,
     case
         when f.is_single_product and f.is_infrequent then 'single_product_and_infrequent'
