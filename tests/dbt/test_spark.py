@@ -96,3 +96,29 @@ def test_spark_fact_is_not_trivially_empty(spark_and_duckdb_builds):
     count = spark.sql("select count(*) as n from marts.fct_daily_usage").collect()[0].n
     assert count > 100
     assert count == warehouse_query(data_dir, "select count(*) from marts.fct_daily_usage")[0][0]
+
+
+def test_incremental_new_day_matches_duckdb(spark_and_duckdb_builds, sandbox_small_data):
+    """Runs last (it adds data): one new day, incremental builds on both engines, same fact."""
+    import datetime as dt
+
+    from dbt_rawdata import write_raw
+
+    data_dir, spark = spark_and_duckdb_builds
+    day = sandbox_small_data.end_date + dt.timedelta(days=1)
+    user = sandbox_small_data.users.to_pylist()[0]
+    write_raw(data_dir / "raw", "premium_usage", [dict(
+        usage_date=day, usage_month=day.replace(day=1), team_name=user["team_name"], product_name="AutoCAD",
+        child_product_name="AutoCAD", product_line_code="ACD", feature_id="ACD", version="2026", source="sus",
+        user_id=user["user_id"], email=user["email"])],
+        extracted_at=dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc), part="part-new-day")
+    settings = Settings(data_dir=data_dir, quiet=True)
+    select = ["fct_daily_usage"]
+    run_build(settings, target="duckdb", select=select, exclude=MODELS_ONLY)
+    run_build(settings, target="spark", select=select, exclude=MODELS_ONLY)
+    columns = [c for c in spark.table("marts.fct_daily_usage").columns]
+    select_sql = ", ".join(f'"{c}"' for c in columns)
+    duck = _sorted_rows(warehouse_query(data_dir, f"select {select_sql} from marts.fct_daily_usage"))
+    ours = _sorted_rows(tuple(row[c] for c in columns) for row in spark.table("marts.fct_daily_usage").collect())
+    assert duck == ours
+    assert any(r[columns.index("usage_date")] == day.isoformat() and r[columns.index("user_key")] == user["user_id"] for r in ours)
