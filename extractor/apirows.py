@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 
-from .errors import ApiError
+from .errors import ApiError, InputError
 from .schemas import DatasetSpec
 
 
@@ -197,3 +197,19 @@ def read_export_file(path: Path, kind: str | None, what: str):
         if type(err).__name__ in ("InputError",):
             raise ApiError(f"{what}: downloaded file cannot be read: {err}") from None
         raise
+
+
+def select_by_id(items: list[dict[str, Any]], wanted: Iterable[str] | None, key: str, option: str,
+                 noun: str) -> list[dict[str, Any]]:
+    """The items the user asked for (all when none), in the order asked; an id the credentials
+    cannot see is a one-line error naming the option and the ids that exist."""
+    if not wanted:
+        return items
+    by_id = {str(item[key]): item for item in items}
+    chosen = []
+    for item_id in wanted:
+        if str(item_id) not in by_id:
+            known = ", ".join(sorted(by_id)) or "none"
+            raise InputError(f"{option} {item_id}: not a {noun} these credentials can see (known: {known})")
+        chosen.append(by_id[str(item_id)])
+    return chosen

@@ -19,7 +19,9 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .apirows import empty_table, filter_dates, read_export_file, scratch_dir, typed_columns, typed_table
+from .apirows import (
+    empty_table, filter_dates, read_export_file, scratch_dir, select_by_id, typed_columns, typed_table,
+)
 from .config import Settings
 from .dataset import DataDir, Replace
 from .errors import ApiError, InputError
@@ -116,17 +118,8 @@ def list_teams(api: ApiClient) -> list[dict[str, Any]]:
     return teams
 
 
-def select_teams(teams: list[dict[str, Any]], wanted: Iterable[str] | None) -> list[dict[str, Any]]:
-    if not wanted:
-        return teams
-    by_id = {t["context_id"]: t for t in teams}
-    chosen = []
-    for team_id in wanted:
-        if str(team_id) not in by_id:
-            known = ", ".join(sorted(by_id)) or "none"
-            raise InputError(f"--team {team_id}: not a team these credentials can see (known: {known})")
-        chosen.append(by_id[str(team_id)])
-    return chosen
+def select_teams(items: list[dict[str, Any]], wanted: Iterable[str] | None) -> list[dict[str, Any]]:
+    return select_by_id(items, wanted, "context_id", "--team", "team")
 
 
 # -- usage queries -------------------------------------------------------------------------

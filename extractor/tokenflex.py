@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pyarrow as pa
 
-from .apirows import empty_table, filter_dates, scratch_dir, stream_export_file, typed_table
+from .apirows import empty_table, filter_dates, scratch_dir, select_by_id, stream_export_file, typed_table
 from .config import Settings
 from .dataset import DataDir, Replace
 from .errors import ApiError, InputError
@@ -75,17 +75,8 @@ def list_contracts(api: ApiClient) -> list[dict[str, Any]]:
     ]
 
 
-def select_contracts(contracts: list[dict[str, Any]], wanted: Iterable[str] | None) -> list[dict[str, Any]]:
-    if not wanted:
-        return contracts
-    by_number = {c["contract_number"]: c for c in contracts}
-    chosen = []
-    for number in wanted:
-        if str(number) not in by_number:
-            known = ", ".join(sorted(by_number)) or "none"
-            raise InputError(f"--contract {number}: not a contract these credentials can see (known: {known})")
-        chosen.append(by_number[str(number)])
-    return chosen
+def select_contracts(items: list[dict[str, Any]], wanted: Iterable[str] | None) -> list[dict[str, Any]]:
+    return select_by_id(items, wanted, "contract_number", "--contract", "contract")
 
 
 def contract_years(api: ApiClient, contract: dict[str, Any]) -> pa.Table:
