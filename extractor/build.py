@@ -244,7 +244,10 @@ def run_build(
 
     started = time.monotonic()
     log.info("dbt build (target %s) on %s ...", target, settings.data_dir)
-    outcome = run_dbt(settings, command, target=target, vars=vars, on_node=on_node)
+    # Hold the data dir: an extraction committing during the build would hand dbt a mix of
+    # old and new months. A concurrent extract or import is refused (exit 5) or queues.
+    with DataDir(settings.data_dir).lock("dbt build"):
+        outcome = run_dbt(settings, command, target=target, vars=vars, on_node=on_node)
     result = BuildResult(
         success=bool(outcome.success),
         target=target,

@@ -209,3 +209,15 @@ def test_large_write_stages_few_row_groups(tmp_path):
         import pyarrow.parquet as pq
         assert max(pq.ParquetFile(f).num_row_groups for f in staged) <= 3  # not one per 5,000-row batch
     assert dd.read("premium_usage").num_rows == n
+
+
+def test_build_is_refused_while_another_run_holds_the_data_dir(tmp_path):
+    from click.testing import CliRunner
+
+    from extractor.cli import cli
+
+    with DataDir(tmp_path).lock("extract premium"):
+        result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "build"])
+    assert result.exit_code == 5, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "extract premium" in errors[0]
