@@ -33,3 +33,12 @@
         else 'subscription'
     end
 {%- endmacro %}
+
+
+{#- The user identity columns every Premium input carries (extractor/schemas.py
+    _USER_IDENTITY), cleaned alike so the same person keys alike whichever input named them. -#}
+{% macro clean_user_identity() -%}
+    {%- for column in ['user_id', 'hashed_user_id', 'email', 'first_name', 'last_name', 'full_name', 'user_name'] -%}
+    {{ clean_email(column) if column == 'email' else clean_text(column) }} as {{ column }}{{ ",\n    " if not loop.last }}
+    {%- endfor -%}
+{%- endmacro %}
