@@ -146,15 +146,20 @@ def _inactive_users(con, c: Columns) -> go.Figure:
     return _empty_note(fig, rows)
 
 
-def _flex_candidates(con, c: Columns) -> go.Figure:
-    product, saving = c.get("product_name"), c.get("saving_yearly", containing="saving")
+def _saving_bars(con, c: Columns, by: str, title: str, x_title: str) -> go.Figure:
+    """Yearly saving per ``by`` value, each bar labelled with how many users it concerns."""
+    group, saving = c.get(by), c.get("saving_yearly", containing="saving")
     user = c.get("user_key")
-    rows = _rows(con, f"SELECT {product}, sum({saving}), count(DISTINCT {user}) FROM {_table(c.mart)} "
+    rows = _rows(con, f"SELECT {group}, sum({saving}), count(DISTINCT {user}) FROM {_table(c.mart)} "
                       f"GROUP BY 1 ORDER BY 2 DESC")
-    fig = _figure("Flex candidates: yearly saving if moved to Flex", "product", "saving per year")
+    fig = _figure(title, x_title, "saving per year")
     fig.add_bar(x=[_label(r[0]) for r in rows], y=[float(r[1] or 0) for r in rows],
                 text=[f"{r[2]} users" for r in rows], textposition="outside", name="saving per year")
     return _empty_note(fig, rows)
+
+
+def _flex_candidates(con, c: Columns) -> go.Figure:
+    return _saving_bars(con, c, "product_name", "Flex candidates: yearly saving if moved to Flex", "product")
 
 
 def _flex_overuse(con, c: Columns) -> go.Figure:
@@ -186,14 +191,7 @@ def _single_product_collection(con, c: Columns) -> go.Figure:
 
 
 def _collection_candidates(con, c: Columns) -> go.Figure:
-    collection, saving = c.get("collection_name"), c.get("saving_yearly", containing="saving")
-    user = c.get("user_key")
-    rows = _rows(con, f"SELECT {collection}, sum({saving}), count(DISTINCT {user}) FROM {_table(c.mart)} "
-                      f"GROUP BY 1 ORDER BY 2 DESC")
-    fig = _figure("Collection candidates: yearly saving of a collection", "collection", "saving per year")
-    fig.add_bar(x=[_label(r[0]) for r in rows], y=[float(r[1] or 0) for r in rows],
-                text=[f"{r[2]} users" for r in rows], textposition="outside", name="saving per year")
-    return _empty_note(fig, rows)
+    return _saving_bars(con, c, "collection_name", "Collection candidates: yearly saving of a collection", "collection")
 
 
 def _license_utilization(con, c: Columns) -> go.Figure:
