@@ -1,5 +1,8 @@
 -- Seats from the Users report: one row per user x team x offering. Collection offerings
 -- are named by their canonical catalog name (the same name fct_daily_usage uses).
+-- A table: four marts read it.
+{{ config(materialized='table') }}
+
 with users as (
     select * from {{ ref('stg_premium__users') }}
 ),

@@ -1,6 +1,9 @@
 -- What Premium knows about each hashed id and each email: the Autodesk user id (and the
 -- hashed id) they belong to. Lets a row that carries only a hashed id or only an email
 -- (Token Flex) resolve to the same user_key as the rows that carry the user id.
+-- A table: four models join it (twice each), and as a view each join rescanned all usage.
+{{ config(materialized='table') }}
+
 with identities as (
     select user_id, hashed_user_id, email from {{ ref('stg_premium__usage') }}
     union all

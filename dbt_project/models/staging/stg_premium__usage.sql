@@ -5,9 +5,7 @@ with source as (
     select * from {{ source('raw', 'premium_usage') }}
 ),
 
-deduped as (
-    {{ dedupe('source', ['usage_date', '_row_hash']) }}
-)
+{{ dedupe_by_row_hash_ctes('source', 'usage_date') }}
 
 select
     cast(usage_date as date) as usage_date,

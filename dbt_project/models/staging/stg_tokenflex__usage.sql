@@ -4,9 +4,7 @@ with source as (
     select * from {{ source('raw', 'tokenflex_usage') }}
 ),
 
-deduped as (
-    {{ dedupe('source', ['usage_date', '_row_hash']) }}
-)
+{{ dedupe_by_row_hash_ctes('source', 'usage_date') }}
 
 select
     {{ clean_text('contract_number') }} as contract_number,

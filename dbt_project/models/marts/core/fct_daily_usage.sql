@@ -53,28 +53,10 @@ premium as (select * from premium_rows),
 tokenflex as (select * from tokenflex_rows),
 {% endif %}
 
--- within one source (API queries or usage files) tokens add up over versions and rows
-premium_per_source as (
-    select
-        user_key, product_name, usage_date, licensing, usage_source,
-        max(user_id) as user_id,
-        max(hashed_user_id) as hashed_user_id,
-        max(email) as email,
-        max(user_name) as user_name,
-        max(full_name) as full_name,
-        min(team_name) as team_name,
-        max(feature_code) as feature_code,
-        coalesce(max(case when is_collection_usage then offering_name end), max(offering_name)) as offering_name,
-        max(collection_name) as collection_name,
-        max(case when is_collection_usage then 1 else 0 end) as is_collection_usage,
-        max(version) as version,
-        sum(tokens) as tokens,
-        max(_extracted_at) as extracted_at
-    from premium
-    group by user_key, product_name, usage_date, licensing, usage_source
-),
-
--- API queries and usage files can describe the same usage: never count it twice
+-- One pass over Premium rows. Within one source (API queries, usage files) tokens add up
+-- over versions and rows; the two sources can describe the same usage, so the larger
+-- per-source total counts, never both (greatest() skips NULLs in DuckDB and Spark). The
+-- offering is the collection's when any row of that source names one.
 premium_daily as (
     select
         user_key, product_name, usage_date, licensing,
@@ -86,13 +68,21 @@ premium_daily as (
         max(full_name) as full_name,
         min(team_name) as team_name,
         max(feature_code) as feature_code,
-        max(offering_name) as offering_name,
+        greatest(
+            coalesce(max(case when usage_source = 'api' and is_collection_usage then offering_name end),
+                     max(case when usage_source = 'api' then offering_name end)),
+            coalesce(max(case when usage_source = 'file' and is_collection_usage then offering_name end),
+                     max(case when usage_source = 'file' then offering_name end))
+        ) as offering_name,
         max(collection_name) as collection_name,
-        max(is_collection_usage) as is_collection_usage,
+        max(case when is_collection_usage then 1 else 0 end) as is_collection_usage,
         max(version) as version,
-        max(tokens) as tokens,
-        max(extracted_at) as extracted_at
-    from premium_per_source
+        greatest(
+            sum(case when usage_source = 'api' then tokens end),
+            sum(case when usage_source = 'file' then tokens end)
+        ) as tokens,
+        max(_extracted_at) as extracted_at
+    from premium
     group by user_key, product_name, usage_date, licensing
 ),
 
@@ -118,15 +108,16 @@ tokenflex_daily as (
     group by user_key, product_name, usage_date
 ),
 
-both_sources as (
-    select * from premium_daily
+-- Only Flex rows can be in both Premium (source=flex) and Token Flex
+flex_both_sources as (
+    select * from premium_daily where licensing = 'flex'
     union all
     select * from tokenflex_daily
 ),
 
--- Flex usage seen in Premium (source=flex) and in Token Flex is one row: the premium
--- row's identity, the larger token count
-combined as (
+-- Flex usage seen in Premium and in Token Flex is one row: the premium row's identity,
+-- the larger token count
+flex_combined as (
     select
         user_key, product_name, usage_date, licensing,
         case when max(case when source_system = 'premium' then 1 else 0 end) = 1
@@ -144,8 +135,14 @@ combined as (
         max(version) as version,
         max(tokens) as tokens,
         max(extracted_at) as extracted_at
-    from both_sources
+    from flex_both_sources
     group by user_key, product_name, usage_date, licensing
+),
+
+combined as (
+    select * from premium_daily where licensing <> 'flex'
+    union all
+    select * from flex_combined
 )
 
 select
