@@ -1,15 +1,11 @@
 -- What Premium knows about each hashed id and each email: the Autodesk user id (and the
 -- hashed id) they belong to. Lets a row that carries only a hashed id or only an email
 -- (Token Flex) resolve to the same user_key as the rows that carry the user id.
--- A table: four models join it (twice each), and as a view each join rescanned all usage.
+-- A table: four models join it, two of them twice.
 {{ config(materialized='table') }}
 
 with identities as (
-    select user_id, hashed_user_id, email from {{ ref('stg_premium__usage') }}
-    union all
-    select user_id, hashed_user_id, email from {{ ref('stg_premium__usage_files') }}
-    union all
-    select user_id, hashed_user_id, email from {{ ref('stg_premium__users') }}
+    select user_id, hashed_user_id, email from {{ ref('stg_premium__user_identities') }}
 ),
 
 by_hashed as (

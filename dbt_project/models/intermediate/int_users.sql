@@ -19,8 +19,9 @@ with seat_users as (
     {{ user_key_joins('users') }}
 ),
 
-usage as (
-    select * from {{ ref('fct_daily_usage') }}
+-- usage per user x team x month (incremental): team days add up over months
+usage_months as (
+    select * from {{ ref('int_user_team_months') }}
 ),
 
 identities as (
@@ -28,7 +29,7 @@ identities as (
     from seat_users where user_key is not null
     union all
     select user_key, user_id, hashed_user_id, email, user_name, full_name, 0 as from_seat
-    from usage
+    from usage_months
 ),
 
 population as (
@@ -46,8 +47,8 @@ population as (
 
 -- main team: the team with the most usage days, else the team of a seat
 team_days as (
-    select user_key, team_name, count(distinct usage_date) as usage_days, 1 as team_rank_source
-    from usage
+    select user_key, team_name, sum(usage_days) as usage_days, 1 as team_rank_source
+    from usage_months
     where team_name is not null
     group by user_key, team_name
     union all
@@ -71,8 +72,8 @@ main_team as (
 ),
 
 usage_dates as (
-    select user_key, min(usage_date) as first_used_date, max(usage_date) as last_used_date
-    from usage
+    select user_key, min(first_used_date) as first_used_date, max(last_used_date) as last_used_date
+    from usage_months
     group by user_key
 ),
 

@@ -18,7 +18,9 @@ daily as (
         user_key,
         usage_month,
         usage_date,
-        count(distinct product_name) as distinct_products,
+        -- fct_daily_usage has one row per user x product x day x licensing: each Flex row
+        -- of a day is another product
+        count(*) as distinct_products,
         sum(tokens) as tokens
     from flex_use
     group by user_key, usage_month, usage_date
@@ -39,14 +41,21 @@ monthly as (
     group by user_key, usage_month
 ),
 
+qualifying as (
+    select * from monthly
+    where multi_product_days > {{ marts_var('multi_product_min_days') }}
+),
+
+-- the product lists of the qualifying months only
 products as (
     select
-        user_key,
-        usage_month,
-        count(distinct product_name) as distinct_products,
-        {{ marts_sorted_list('product_name') }} as products_used
-    from flex_use
-    group by user_key, usage_month
+        f.user_key,
+        f.usage_month,
+        count(distinct f.product_name) as distinct_products,
+        {{ marts_sorted_list('f.product_name') }} as products_used
+    from flex_use as f
+    inner join qualifying as q on q.user_key = f.user_key and q.usage_month = f.usage_month
+    group by f.user_key, f.usage_month
 )
 
 select
@@ -62,8 +71,7 @@ select
     m.tokens * {{ marts_var('token_price') }} as token_cost,
     m.multi_product_day_tokens,
     p.as_of_date
-from monthly as m
+from qualifying as m
 inner join products as pd on pd.user_key = m.user_key and pd.usage_month = m.usage_month
 cross join params as p
 left join {{ ref('dim_users') }} as d on d.user_key = m.user_key
-where m.multi_product_days > {{ marts_var('multi_product_min_days') }}

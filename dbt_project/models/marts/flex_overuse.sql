@@ -3,22 +3,20 @@
     token_cost = tokens x `token_price`; subscription_price_monthly = annual list price / 12;
     break_even_days = days of Flex use per month that cost as much as a subscription month;
     excess_cost = token_cost - subscription_price_monthly (positive = Flex cost more). -#}
+-- depends_on: {{ ref('fct_monthly_product_usage') }}
 with params as (
     {{ marts_params_cte() }}
 ),
 
 monthly as (
     select
-        u.user_key,
-        u.product_name,
-        u.usage_month,
-        count(distinct u.usage_date) as usage_days,
-        sum(u.tokens) as tokens
-    from {{ ref('fct_daily_usage') }} as u
-    cross join params as p
-    where u.licensing = 'flex'
-      and u.usage_date <= p.as_of_date
-    group by u.user_key, u.product_name, u.usage_month
+        user_key,
+        product_name,
+        usage_month,
+        flex_usage_days as usage_days,
+        flex_tokens as tokens
+    from {{ marts_monthly_product_usage() }} as monthly_usage
+    where flex_usage_days > 0
 )
 
 select

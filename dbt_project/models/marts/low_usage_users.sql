@@ -2,23 +2,13 @@
     which the user used the product on at least 1 and at most `low_usage_max_days` days.
     Months after the as-of date are left out; is_complete_month says whether the month
     ended by the as-of date (the current month is still filling up). -#}
+-- depends_on: {{ ref('fct_monthly_product_usage') }}
 with params as (
     {{ marts_params_cte() }}
 ),
 
 monthly as (
-    select
-        u.user_key,
-        u.product_name,
-        u.usage_month,
-        count(distinct u.usage_date) as usage_days,
-        sum(u.tokens) as tokens,
-        {{ marts_licensing_label('u.licensing') }} as licensing,
-        {{ marts_sorted_list('u.offering_name') }} as offering_name
-    from {{ ref('fct_daily_usage') }} as u
-    cross join params as p
-    where u.usage_date <= p.as_of_date
-    group by u.user_key, u.product_name, u.usage_month
+    select * from {{ marts_monthly_product_usage() }} as monthly_usage
 )
 
 select

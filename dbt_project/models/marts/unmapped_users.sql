@@ -6,6 +6,11 @@ with params as (
     {{ marts_params_cte() }}
 ),
 
+unmapped as (
+    select user_key from {{ ref('dim_users') }} where not has_metadata
+),
+
+-- only the unmapped users' usage is read (usually a few of them)
 usage_days as (
     select
         u.user_key,
@@ -14,6 +19,7 @@ usage_days as (
                             then u.usage_date end) as recent_usage_days,
         max(u.usage_date) as last_used_date
     from {{ ref('fct_daily_usage') }} as u
+    inner join unmapped on unmapped.user_key = u.user_key
     cross join params as p
     where u.usage_date <= p.as_of_date
     group by u.user_key

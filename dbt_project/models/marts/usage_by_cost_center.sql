@@ -2,22 +2,13 @@
     licensing model, months up to the as-of date): usage_days, tokens, licensing (the
     model used, or 'mixed' when the user used the product on more than one that month).
     cost_center is the user's metadata value, 'Unmapped' without metadata. -#}
+-- depends_on: {{ ref('fct_monthly_product_usage') }}
 with params as (
     {{ marts_params_cte() }}
 ),
 
 monthly as (
-    select
-        u.user_key,
-        u.product_name,
-        u.usage_month,
-        count(distinct u.usage_date) as usage_days,
-        sum(u.tokens) as tokens,
-        {{ marts_licensing_label('u.licensing') }} as licensing
-    from {{ ref('fct_daily_usage') }} as u
-    cross join params as p
-    where u.usage_date <= p.as_of_date
-    group by u.user_key, u.product_name, u.usage_month
+    select * from {{ marts_monthly_product_usage() }} as monthly_usage
 )
 
 select

@@ -2,14 +2,7 @@
     last build (delete+insert on DuckDB, insert_overwrite of usage_month partitions on Spark).
     --full-refresh rebuilds everything (needed after identity mappings change). -#}
 -- depends_on: {{ ref('stg_raw__usage_loads') }}
-{%- set is_spark = target.type in ('spark', 'databricks') -%}
-{{ config(
-    materialized='incremental',
-    incremental_strategy=('insert_overwrite' if is_spark else 'delete+insert'),
-    unique_key=(none if is_spark else 'usage_month'),
-    partition_by=(['usage_month'] if is_spark else none),
-    file_format=('parquet' if target.type == 'spark' else none),
-) }}
+{{ usage_month_incremental_config() }}
 
 with premium_rows as (
     select * from {{ ref('int_premium_usage_unioned') }}
@@ -22,24 +15,7 @@ tokenflex_rows as (
 ),
 
 {% if is_incremental() %}
-{#- The months that received raw rows since the last build, read from the light lineage view
-    before the query runs: inlined as date ranges, the filter reaches the Parquet scans
-    through the staging views (their windows are partitioned by usage_date). -#}
-{%- set months_sql -%}
-    select distinct cast(loads.usage_month as {{ dbt.type_string() }}) as usage_month
-    from {{ ref('stg_raw__usage_loads') }} as loads
-    cross join (select max(extracted_at) as extracted_at from {{ this }}) as last_build
-    where last_build.extracted_at is null or loads.last_extracted_at > last_build.extracted_at
-    order by 1
-{%- endset -%}
-{%- set changed_months = run_query(months_sql).columns[0].values() if execute else [] -%}
-{%- set month_ranges = [] -%}
-{%- for month in changed_months -%}
-    {%- set first_day = modules.datetime.date.fromisoformat((month | string)[:10]) -%}
-    {%- set next_month = (first_day.replace(day=28) + modules.datetime.timedelta(days=4)).replace(day=1) -%}
-    {%- do month_ranges.append("(usage_date >= cast('" ~ first_day ~ "' as date) and usage_date < cast('" ~ next_month ~ "' as date))") -%}
-{%- endfor -%}
-{%- set month_filter = (month_ranges | join(' or ')) if month_ranges else '1 = 0' %}
+{%- set month_filter = changed_usage_months_filter('usage_date') %}
 
 premium as (
     select * from premium_rows where {{ month_filter }}
