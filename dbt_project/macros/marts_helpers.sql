@@ -42,8 +42,10 @@
 {#- "usage_date is in the trailing window of N days ending on as_of_date", both ends counted:
     as_of_date - N < usage_date <= as_of_date (docs/use-cases.md). -#}
 {% macro marts_in_trailing_window(date_column, as_of_column, days) -%}
+    {#- days_between(date, as_of) < N, written as a range on the bare column so that the
+        engine can skip the row groups outside it -#}
     ({{ date_column }} <= {{ as_of_column }}
-     and {{ marts_days_between(date_column, as_of_column) }} < {{ days }})
+     and {{ date_column }} > {{ marts_add_days(as_of_column, '-' ~ days) }})
 {%- endmacro %}
 
 

@@ -11,7 +11,7 @@ subscription_use as (
     select
         u.user_key,
         u.product_name,
-        count(distinct u.usage_date) as usage_days,
+        count(*) as usage_days,  -- one subscription row per user x product x day in fct_daily_usage
         max(u.usage_date) as last_used_date,
         {{ marts_sorted_list('u.offering_name') }} as offering_name
     from {{ ref('fct_daily_usage') }} as u

@@ -1,11 +1,9 @@
 -- Premium usage queries (insights/v1 usage-queries): one row per group of all fields.
 -- product_name here is the product actually used (childProductName); the API's
 -- productName is the product line (a collection name for collection usage).
-with source as (
-    select * from {{ source('raw', 'premium_usage') }}
-),
-
-{{ dedupe_by_row_hash_ctes('source', 'usage_date') }}
+{#- the raw relation itself, not a CTE over it: each of the dedupe's reads then gets the
+    incremental month filter pushed into its Parquet scan #}
+with {{ dedupe_by_row_hash_ctes(source('raw', 'premium_usage'), 'usage_date') }}
 
 select
     cast(usage_date as date) as usage_date,

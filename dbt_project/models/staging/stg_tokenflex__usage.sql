@@ -1,10 +1,8 @@
 -- Token Flex export rows (sessions, cloud usage, manual adjustments).
 -- user_name is an email for most users and an NT id for some: an email is also the email.
-with source as (
-    select * from {{ source('raw', 'tokenflex_usage') }}
-),
-
-{{ dedupe_by_row_hash_ctes('source', 'usage_date') }}
+{#- the raw relation itself, not a CTE over it: each of the dedupe's reads then gets the
+    incremental month filter pushed into its Parquet scan #}
+with {{ dedupe_by_row_hash_ctes(source('raw', 'tokenflex_usage'), 'usage_date') }}
 
 select
     {{ clean_text('contract_number') }} as contract_number,
