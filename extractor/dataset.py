@@ -38,20 +38,16 @@ import pyarrow.parquet as pq
 
 from .errors import InputError, LockedError, UsageError
 from .logs import log
-from .schemas import DATASETS, DatasetSpec
+from .rowhash import sql_ident as _ident, sql_str as _sql_str
+from .schemas import DATASETS, META_COLUMNS, DatasetSpec
+from .staging import STAGING_ROW_GROUP, layout_schema, stage
 
 try:  # POSIX advisory locks; released by the kernel when a process dies
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-META_COLUMNS: dict[str, pa.DataType] = {
-    "_source": pa.string(),
-    "_extracted_at": pa.timestamp("us", tz="UTC"),
-    "_row_hash": pa.string(),
-}
 PART_FILE = "part.parquet"
-STAGING_ROW_GROUP = 64_000
 SCHEMA_FILE = "schema.parquet"
 # DuckDB's share of the memory of a merge; it spills to .tmp beyond this.
 DUCKDB_MEMORY_LIMIT = os.environ.get("APS_USAGE_DUCKDB_MEMORY", "128MB")
@@ -74,6 +70,7 @@ class _Write:
     source: str
     replace: Replace | None
     rows: int
+    deduped: bool  # no two staged rows share a row hash (see staging.py)
 
 
 def crash_point(name: str) -> None:
@@ -126,14 +123,6 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 def full_schema(spec: DatasetSpec) -> pa.Schema:
     return pa.schema(list(spec.schema) + [pa.field(k, v) for k, v in META_COLUMNS.items()])
-
-
-def _sql_str(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _conform(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec, source: str) -> pa.Table:
@@ -224,8 +213,8 @@ class DataDir:
         except json.JSONDecodeError as err:
             raise UsageError(f"{self.state_path}: state file is not valid JSON ({err})") from None
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "threads": max(1, os.cpu_count() or 1)})
+    def connect(self, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "threads": threads or max(1, os.cpu_count() or 1)})
         con.execute("SET TimeZone='UTC'")
         con.execute("SET preserve_insertion_order=false")
         con.execute(f"SET temp_directory={_sql_str(str(self.tmp_dir / 'duckdb-spill'))}")
@@ -394,6 +383,7 @@ class Transaction:
         self._state.setdefault("datasets", {})
         self._state.setdefault("last_run", {})
         self._n = 0
+        self._con: duckdb.DuckDBPyConnection | None = None  # one DuckDB for staging and merge
         self.rows_written: dict[str, int] = {}
 
     def write(
@@ -407,64 +397,33 @@ class Transaction:
         """Stage rows for ``dataset``, split by month; returns how many were staged."""
         self.dd.dataset_dir(dataset)  # raises on an unknown dataset
         spec = DATASETS[dataset]
-        files: dict[str, list[Path]] = {}
-        writers: dict[str, tuple[pq.ParquetWriter, pa.Schema]] = {}
-        rows = 0
 
-        pending: dict[str, list[pa.Table]] = {}
+        def new_path() -> Path:
+            self._n += 1
+            return self.dir / "in" / f"{dataset}-{self._n:05d}.parquet"
 
-        def flush(month: str) -> None:
-            tables = pending.pop(month, [])
-            if not tables:
-                return
-            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            current = writers.get(month)
-            if current is None or not current[1].equals(table.schema):
-                if current is not None:
-                    current[0].close()
-                self._n += 1
-                path = self.dir / "in" / f"{dataset}-{self._n:05d}.parquet"
-                writers[month] = (pq.ParquetWriter(path, table.schema), table.schema)
-                files.setdefault(month, []).append(path)
-            writers[month][0].write_table(table)
-
-        def sink(month: str, table: pa.Table) -> None:
-            # Buffer a month's slices into row groups of a useful size: thousands of tiny row
-            # groups make the merge slow and the Parquet footer large.
-            queued = pending.get(month)
-            if queued and not queued[0].schema.equals(table.schema):
-                flush(month)
-            pending.setdefault(month, []).append(table)
-            if sum(t.num_rows for t in pending[month]) >= STAGING_ROW_GROUP:
-                flush(month)
-            # bound what is buffered across months: flush the fullest month first
-            sizes = {m: sum(t.num_rows for t in ts) for m, ts in pending.items()}
-            if sum(sizes.values()) >= STAGING_ROW_GROUP:
-                flush(max(sizes, key=sizes.get))
-
+        cursor = self._connection().cursor()
         try:
-            for batch in _batches(data):
-                table = _conform(batch, spec, source)
-                if not spec.date_column:
-                    sink("", table)
-                elif table.num_rows:
-                    if spec.date_column not in table.column_names:
-                        raise InputError(f"{source}: required column '{spec.date_column}' is missing")
-                    dates = table.column(spec.date_column)
-                    if dates.null_count:
-                        raise InputError(f"{source}: column '{spec.date_column}': {dates.null_count} row(s) have no date")
-                    keys = pc.add(pc.multiply(pc.year(dates), 100), pc.month(dates))
-                    for key in pc.unique(keys).to_pylist():
-                        sink(f"{key // 100:04d}-{key % 100:02d}", table.filter(pc.equal(keys, key)))
-                rows += table.num_rows
-                crash_point("staging")
-            for month in list(pending):
-                flush(month)
+            staged = stage(
+                (_conform(batch, spec, source) for batch in _batches(data)), spec, source=source,
+                extracted_at=self.extracted_at, cursor=cursor, new_path=new_path,
+                after_batch=lambda: crash_point("staging"),
+            )
         finally:
-            for writer, _ in writers.values():
-                writer.close()
-        self._writes.setdefault(dataset, []).append(_Write(files, source, replace, rows))
-        return rows
+            cursor.close()
+        self._writes.setdefault(dataset, []).append(_Write(staged.files, source, replace, staged.rows, staged.deduped))
+        return staged.rows
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        # one thread while staging (hashing beside the reader), every core for the merge
+        if self._con is None:
+            self._con = self.dd.connect(threads=1)
+        return self._con
+
+    def _close_connection(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def set_state(self, dataset: str, key: str, value: Any) -> None:
         self._state["datasets"].setdefault(dataset, {})[key] = value
@@ -473,12 +432,14 @@ class Transaction:
         return self._state["datasets"].get(dataset, {}).get(key, default)
 
     def abort(self) -> None:
+        self._close_connection()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def commit(self) -> None:
         renames: list[tuple[str, str]] = []
         deletes: list[str] = []
-        con = self.dd.connect()
+        con = self._connection()
+        con.execute(f"SET threads={max(1, os.cpu_count() or 1)}")
         try:
             for dataset, writes in self._writes.items():
                 try:
@@ -504,10 +465,9 @@ class Transaction:
                     "rows_received": sum(w.rows for w in writes),
                 }
         except BaseException:
-            con.close()
             self.abort()
             raise
-        con.close()
+        self._close_connection()
         plan = {"renames": renames, "deletes": deletes, "state": self._state}
         for src, _ in renames:
             _fsync_file(self.dd.root / src)
@@ -520,7 +480,8 @@ class Transaction:
 
     # The merge of one dataset, one month at a time (memory stays bounded by a month):
     # the month's existing rows minus replaced ones, plus incoming rows, de-duplicated by
-    # _row_hash (newest wins), written as the month's new file.
+    # _row_hash (newest wins), written as the month's new file. A month with no rows to keep
+    # and one de-duplicated staged file takes that file as it is.
     def _merge(self, con: duckdb.DuckDBPyConnection, spec: DatasetSpec, writes: list[_Write]):
         dd = self.dd
         ds_dir = dd.dataset_dir(spec.name)
@@ -552,35 +513,19 @@ class Transaction:
         deletes: list[str] = []
         total = 0
         for month in sorted(months):
-            union = f"SELECT * FROM read_parquet({[schema_file]!r})"
             old = existing.get(month)
-            if old is not None and not everything:
-                union += (f" UNION ALL BY NAME (SELECT * FROM read_parquet({[str(old)]!r}, union_by_name=true, "
-                          f"hive_partitioning=false) WHERE {keep_where})")
-            staged = []
-            for w, files in staged_by_month.get(month, []):
-                staged += files
-                cols = _columns(files)
-                # per-write constants are added here, not stored row by row while staging
-                meta = [f"{_hash_expr(spec, cols)} AS _row_hash"]
-                if "_source" not in cols:
-                    meta.append(f"{_sql_str(w.source)} AS _source")
-                if "_extracted_at" not in cols:
-                    meta.append(f"TIMESTAMPTZ {_sql_str(self.extracted_at.isoformat())} AS _extracted_at")
-                rest = "* EXCLUDE (_row_hash)" if "_row_hash" in cols else "*"
-                union += (f" UNION ALL BY NAME (SELECT {rest}, {', '.join(meta)} FROM "
-                          f"read_parquet({files!r}, union_by_name=true, hive_partitioning=false))")
-            extras = sorted((_columns(staged) | _columns([str(old)] if old else []))
-                            - set(spec.columns) - set(META_COLUMNS))
-            select_cols = ", ".join(_ident(c) for c in [*spec.columns, *extras, *META_COLUMNS])
             target = ds_dir / (f"month={month}" if spec.date_column else "") / PART_FILE
+            incoming = staged_by_month.get(month, [])
+            staged = [f for _, files in incoming for f in files]
+            if (old is None or everything) and len(incoming) == 1 and incoming[0][0].deduped and len(staged) == 1:
+                # nothing to merge: the staged file is already the partition file (staging.py)
+                renames.append((rel(staged[0]), rel(target)))
+                total += _rows(Path(staged[0]))
+                continue
             out = self.dir / "out" / spec.name / (month or "all") / PART_FILE
             out.parent.mkdir(parents=True, exist_ok=True)
-            written = con.execute(
-                f"COPY (SELECT {select_cols} FROM ({union}) QUALIFY row_number() OVER "
-                f"(PARTITION BY _row_hash ORDER BY _extracted_at DESC, _source) = 1) "
-                f"TO {_sql_str(str(out))} (FORMAT parquet)"
-            ).fetchone()[0]
+            merged_old = None if everything else old
+            written = _merge_month(con, spec, schema_file, merged_old, keep_where, staged, out)
             if written or not spec.date_column:
                 renames.append((rel(out), rel(target)))
                 total += written
@@ -624,6 +569,43 @@ class Transaction:
         return " AND ".join(conds) if conds else ""
 
 
+def _merge_month(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, schema_file: str, old: Path | None,
+                 keep_where: str, staged: list[str], out: Path) -> int:
+    """The month's kept existing rows plus the staged rows, de-duplicated by ``_row_hash``
+    (newest wins), written to ``out``; returns the rows written."""
+    union = f"SELECT * FROM read_parquet({[schema_file]!r})"
+    if old is not None:
+        union += (f" UNION ALL BY NAME (SELECT * FROM read_parquet({[str(old)]!r}, union_by_name=true, "
+                  f"hive_partitioning=false) WHERE {keep_where})")
+    if staged:
+        union += (f" UNION ALL BY NAME (SELECT * FROM read_parquet({staged!r}, union_by_name=true, "
+                  "hive_partitioning=false))")
+    extras = (_columns(staged) | _columns([str(old)] if old else [])) - set(spec.columns) - set(META_COLUMNS)
+    schema = layout_schema(spec, extras)
+    columns = ", ".join(_ident(c) for c in schema.names)
+    # Only the rows whose hash repeats go through the window; a window over every row of the
+    # month (partitioned by a unique hash) would sort all of them, spilling.
+    query = (
+        f"WITH merged AS NOT MATERIALIZED (SELECT {columns} FROM ({union})), "
+        "repeated AS (SELECT _row_hash FROM merged GROUP BY _row_hash HAVING count(*) > 1) "
+        "SELECT * FROM merged ANTI JOIN repeated USING (_row_hash) "
+        "UNION ALL (SELECT * FROM merged SEMI JOIN repeated USING (_row_hash) "
+        "QUALIFY row_number() OVER (PARTITION BY _row_hash ORDER BY _extracted_at DESC, _source) = 1)"
+    )
+    written = 0
+    pending: list[pa.Table] = []
+    with pq.ParquetWriter(out, schema) as writer:
+        for batch in con.sql(query).to_arrow_reader(STAGING_ROW_GROUP):
+            pending.append(pa.Table.from_batches([batch]).cast(schema))
+            written += batch.num_rows
+            if sum(t.num_rows for t in pending) >= STAGING_ROW_GROUP:
+                writer.write_table(pa.concat_tables(pending), row_group_size=STAGING_ROW_GROUP * 2)
+                pending = []
+        if pending or not written:
+            writer.write_table(pa.concat_tables(pending) if pending else schema.empty_table())
+    return written
+
+
 def arrow_table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     """The query's result as an Arrow table, across DuckDB versions (2.0 renamed the method)."""
     rel = con.sql(sql)
@@ -644,14 +626,6 @@ def _batches(data: Any) -> Iterator[pa.RecordBatch | pa.Table]:
         yield from f.iter_batches(batch_size=256_000)
     else:
         yield from data
-
-
-def _hash_expr(spec: DatasetSpec, present: set[str]) -> str:
-    """md5 over ``name=value`` of the listed columns that are not NULL. A column a file lacks
-    is NULL, so it is left out: the same row hashes alike whichever columns came with it."""
-    listed = sorted(c for c in spec.columns if c in present)
-    parts = ", ".join(f"{_sql_str(c + '=')} || CAST({_ident(c)} AS VARCHAR)" for c in listed)
-    return f"md5(concat_ws(chr(31), {parts}))" if listed else "md5('')"
 
 
 def _unreadable_error(files: list[str], err: Exception) -> Exception:

@@ -280,3 +280,10 @@ DATASETS: dict[str, DatasetSpec] = {
         USER_METADATA,
     )
 }
+
+# Every row of every dataset also carries these, after its listed and extra columns.
+META_COLUMNS: dict[str, pa.DataType] = {
+    "_source": S,
+    "_extracted_at": TS,
+    "_row_hash": S,
+}

@@ -207,7 +207,8 @@ def test_large_write_stages_few_row_groups(tmp_path):
         tx.write("premium_usage", t.to_batches(max_chunksize=5_000), source="big")
         staged = list((tx.dir / "in").glob("*.parquet"))
         import pyarrow.parquet as pq
-        assert max(pq.ParquetFile(f).num_row_groups for f in staged) <= 3  # not one per 5,000-row batch
+        # a few row groups a month (what is buffered across months is bounded), not one per 5,000-row batch
+        assert max(pq.ParquetFile(f).num_row_groups for f in staged) <= 4
     assert dd.read("premium_usage").num_rows == n
 
 

@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 
 from ..config import Settings
 from ..dataset import DataDir, Replace
+from ..staging import release_memory
 from ..errors import InputError
-from ..schemas import USER_METADATA
 from ..logs import log, progress
 from ..personal import load_salt
 from .convert import NotThisKind, Prepared, prepare
@@ -140,7 +140,7 @@ def import_paths(settings: Settings, paths: Iterable[str | os.PathLike[str]], ki
                 report.files.append(FileResult(entry.name, prepared.kind.name, prepared.dataset, rows))
             if metadata:
                 _write_metadata(tx, metadata)
-            _give_memory_back()  # before the commit's merge needs its own
+            release_memory()  # before the commit's merge needs its own
             if not report.files:
                 named = ", ".join(os.fspath(p) for p in paths)
                 why = "; ".join(f"{s}: {r}" for s, r in report.skipped) or f"no tables found in {named}"
@@ -162,11 +162,11 @@ def _stream(tx, entry: InputEntry, prepared: Prepared, quiet: bool) -> int:
             else:
                 task.advance(raw.num_rows)
 
-        batches = (with_all_columns(b, prepared.kind.spec) for b in prepared.record_batches(on_batch=advance))
+        batches = prepared.record_batches(on_batch=advance)
         return tx.write(prepared.dataset, _rechunked(batches), source=entry.name, replace=prepared.kind.replace())
 
 
-STAGE_ROWS = 100_000
+STAGE_ROWS = 16_000
 
 
 def _rechunked(batches: Iterator[pa.RecordBatch], rows: int = STAGE_ROWS) -> Iterator[pa.Table]:
@@ -182,28 +182,6 @@ def _rechunked(batches: Iterator[pa.RecordBatch], rows: int = STAGE_ROWS) -> Ite
             pending, count = [], 0
     if pending:
         yield pa.Table.from_batches(pending)
-
-
-def with_all_columns(batch: pa.RecordBatch, spec) -> pa.RecordBatch:
-    """Every listed column of the dataset (NULL where the file has none), so that files with
-    different columns stage with one schema; NULLs do not enter the row hash."""
-    missing = [n for n in spec.columns if n not in batch.schema.names]
-    if not missing:
-        return batch
-    arrays = list(batch.columns) + [pa.nulls(batch.num_rows, spec.columns[n]) for n in missing]
-    names = list(batch.schema.names) + missing
-    return pa.RecordBatch.from_arrays(arrays, names=names)
-
-
-def _give_memory_back() -> None:
-    """Return freed reading buffers to the OS (Arrow's pool, then glibc's heap)."""
-    pa.default_memory_pool().release_unused()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
 
 
 def check_unique_keys(files: list[ImportedFile]) -> None:
@@ -235,5 +213,4 @@ def _write_metadata(tx, files: list[ImportedFile]) -> None:
         sources = pa.array([f.source] * f.table.num_rows, pa.string())
         tables.append(f.table.append_column("_source", sources))
     table = pa.concat_tables(tables, promote_options="permissive")
-    table = pa.Table.from_batches([with_all_columns(b, USER_METADATA) for b in table.to_batches()]) if table.num_rows else table
     tx.write("user_metadata", table, source=", ".join(f.source for f in files), replace=Replace(everything=True))

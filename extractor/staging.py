@@ -1,0 +1,325 @@
+"""One write of a transaction, staged as per-month Parquet files in the layout of a partition
+file, so that a month with nothing to merge is renamed into place at the commit.
+
+A staged row has every listed column of the dataset (NULL where the input has none), the
+input's extra columns (text, sorted by name), then ``_source``, ``_extracted_at`` and
+``_row_hash``. DuckDB hashes a batch in a worker thread while the caller produces the next
+one (the CSV reader and converters release the GIL), then the rows are split by month and
+buffered into row groups of about :data:`STAGING_ROW_GROUP` rows.
+
+Duplicates within the write are dropped on the way when every row of the write has the same
+``_source`` and ``_extracted_at`` (an import, an API call): of equal rows the merge keeps
+the newest, and these are tied, so keeping the first is what the merge would do. A row whose
+hash a fixed-size filter (:class:`~.rowhash.SeenFilter`) may have seen is set aside; at the
+end the set-aside rows of a month are checked against the full hashes of its staged rows,
+and those that are not duplicates after all are added. Past :data:`SUSPECTS_LIMIT` set-aside
+rows (a file that holds most rows twice) the write is marked not de-duplicated and the merge
+de-duplicates in DuckDB.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import InputError
+from .rowhash import SeenFilter, row_hashes
+from .schemas import META_COLUMNS, DatasetSpec
+
+STAGING_ROW_GROUP = 64_000  # rows of a month written as one row group
+STAGING_BUFFER_ROWS = 40_000  # rows buffered across months: past it the fullest month is written
+SUSPECTS_LIMIT = 100_000
+
+
+@dataclass
+class Staged:
+    files: dict[str, list[Path]]  # month ("YYYY-MM", or "" when not partitioned) -> staged files
+    rows: int  # rows received
+    deduped: bool  # no two staged rows share a row hash
+
+
+def layout_schema(spec: DatasetSpec, extras: Iterable[str]) -> pa.Schema:
+    """The columns of a partition file: listed, extra (text, by name), meta."""
+    return pa.schema([*spec.schema, *(pa.field(n, pa.string()) for n in sorted(extras)),
+                      *(pa.field(k, v) for k, v in META_COLUMNS.items())])
+
+
+def stage(
+    tables: Iterable[pa.Table],
+    spec: DatasetSpec,
+    *,
+    source: str,
+    extracted_at: datetime,
+    cursor: duckdb.DuckDBPyConnection,
+    new_path: Callable[[], Path],
+    after_batch: Callable[[], None] = lambda: None,
+) -> Staged:
+    """Stage ``tables`` (conformed to the dataset's types) for ``spec``; ``cursor`` hashes
+    (in a worker thread: one DuckDB thread is enough, the other core reads the input)."""
+    months = _MonthFiles(spec, new_path, source, extracted_at)
+    set_aside = _RowFile(new_path)
+    seen = SeenFilter()
+    deduped = True
+    rows = 0
+
+    def sink(table: pa.Table) -> None:
+        nonlocal deduped
+        if "_source" in table.column_names or "_extracted_at" in table.column_names:
+            deduped = False  # per-row values: the merge decides which of equal rows is newest
+        elif deduped and table.num_rows:
+            new = seen.new_rows(table.column("_row_hash").combine_chunks())
+            if not new.all():
+                mask = pa.array(new)
+                set_aside.add(table.filter(pc.invert(mask)))
+                table = table.filter(mask)
+        months.add(table)
+
+    try:
+        # one table hashed ahead while the caller reads the next
+        with ThreadPoolExecutor(1, thread_name_prefix="aps-usage-row-hash") as pool:
+            ahead: Future | None = None
+            try:
+                for table in tables:
+                    months.check(table, source)
+                    rows += table.num_rows
+                    job = pool.submit(_with_hash, cursor, spec, table)
+                    if ahead is not None:
+                        sink(ahead.result())
+                    ahead = job
+                    after_batch()
+                if ahead is not None:
+                    sink(ahead.result())
+                    ahead = None
+            finally:
+                if ahead is not None:
+                    ahead.cancel()
+        set_aside.close()
+        staged_hashes = months.close_hashes()
+        release_memory()  # the reading buffers, before the set-aside rows are checked
+        if deduped and set_aside.rows <= SUSPECTS_LIMIT:
+            extra = set_aside.not_in(staged_hashes, months.pending_hashes())
+        else:
+            deduped = False  # the merge takes the set-aside rows with the others
+            extra = set_aside.read()
+        if extra is not None:
+            months.add(extra)
+        set_aside.delete()
+        if staged_hashes is not None:
+            staged_hashes.unlink()
+        months.close()
+    finally:
+        months.close(flush=False)
+        set_aside.close()
+    return Staged(months.files, rows, deduped)
+
+
+def release_memory() -> None:
+    """Return freed buffers to the OS (Arrow's pool, then glibc's heap)."""
+    pa.default_memory_pool().release_unused()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
+def _with_hash(cursor, spec: DatasetSpec, table: pa.Table) -> pa.Table:
+    hashes = row_hashes(cursor, spec, table) if table.num_rows else pa.array([], pa.string())
+    if "_row_hash" in table.column_names:  # never trusted from the input
+        table = table.drop_columns(["_row_hash"])
+    return table.append_column(pa.field("_row_hash", pa.string()), hashes)
+
+
+class _MonthFiles:
+    """Staged files: rows split by month, buffered into row groups, written in the partition
+    layout. The row hashes of every month also go to one file of their own, to check the
+    set-aside rows against while the month files are still open."""
+
+    def __init__(self, spec: DatasetSpec, new_path: Callable[[], Path], source: str, extracted_at: datetime):
+        self.spec = spec
+        self.new_path = new_path
+        self.source = source
+        self.extracted_at = extracted_at
+        self.files: dict[str, list[Path]] = {}
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._pending: dict[str, list[pa.Table]] = {}
+        self._hashes: _RowFile | None = _RowFile(new_path)
+
+    def check(self, table: pa.Table, source: str) -> None:
+        column = self.spec.date_column
+        if column and table.num_rows:
+            if column not in table.column_names:
+                raise InputError(f"{source}: required column '{column}' is missing")
+            nulls = table.column(column).null_count
+            if nulls:
+                raise InputError(f"{source}: column '{column}': {nulls} row(s) have no date")
+
+    def add(self, table: pa.Table) -> None:
+        if not self.spec.date_column:
+            self._buffer("", table)
+            return
+        if not table.num_rows:
+            return
+        dates = table.column(self.spec.date_column)
+        keys = pc.add(pc.multiply(pc.year(dates), 100), pc.month(dates))
+        order = pc.sort_indices(keys)  # stable: rows keep their order within a month
+        keys = keys.take(order).to_numpy()
+        starts = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), len(keys)]
+        for start, end in zip(starts, starts[1:]):
+            key = int(keys[start])
+            # a take per month, not slices of one: a buffered slice would keep the whole batch alive
+            self._buffer(f"{key // 100:04d}-{key % 100:02d}", table.take(order.slice(start, end - start)))
+
+    def close_hashes(self) -> Path | None:
+        """Close the file of the hashes of the rows written so far; its path, if any."""
+        hashes, self._hashes = self._hashes, None
+        hashes.close()
+        return hashes.path
+
+    def pending_hashes(self) -> list[pa.ChunkedArray]:
+        """The hashes of the rows buffered, not written yet."""
+        return [t.column("_row_hash") for tables in self._pending.values() for t in tables]
+
+    def flush_all(self) -> None:
+        for month in list(self._pending):
+            self._flush(month)
+
+    def _buffer(self, month: str, table: pa.Table) -> None:
+        # Thousands of tiny row groups would make the file slow to read and its footer large.
+        queued = self._pending.get(month)
+        if queued and not queued[0].schema.equals(table.schema):
+            self._flush(month)
+        self._pending.setdefault(month, []).append(table)
+        if sum(t.num_rows for t in self._pending[month]) >= STAGING_ROW_GROUP:
+            self._flush(month)
+        # bound what is buffered across months: flush the fullest month first
+        sizes = {m: sum(t.num_rows for t in ts) for m, ts in self._pending.items()}
+        if sum(sizes.values()) >= STAGING_BUFFER_ROWS:
+            self._flush(max(sizes, key=sizes.get))
+
+    def _flush(self, month: str) -> None:
+        tables = self._pending.pop(month, [])
+        if not tables:
+            return
+        table = self._in_layout(pa.concat_tables(tables) if len(tables) > 1 else tables[0])
+        writer = self._writers.get(month)
+        if writer is None or not writer.schema.equals(table.schema):
+            if writer is not None:
+                writer.close()
+            path = self.new_path()
+            writer = self._writers[month] = pq.ParquetWriter(path, table.schema)
+            self.files.setdefault(month, []).append(path)
+        writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        if self._hashes is not None:
+            self._hashes.add(table.select(["_row_hash"]))
+
+    def _in_layout(self, table: pa.Table) -> pa.Table:
+        """Every listed column (NULL where missing), extras, then the meta columns (the
+        write's constants unless the input had them)."""
+        n = table.num_rows
+        names = set(table.column_names)
+        schema = layout_schema(self.spec, names - self.spec.columns.keys() - META_COLUMNS.keys())
+        if table.schema.equals(schema):
+            return table
+        constants = {"_source": self.source, "_extracted_at": self.extracted_at}
+        nulls: dict[pa.DataType, pa.Array] = {}  # one all-NULL array per type serves every missing column
+        columns = []
+        for f in schema:
+            if f.name in names:
+                columns.append(table.column(f.name))
+            elif f.name in constants:
+                columns.append(pa.repeat(pa.scalar(constants[f.name], f.type), n))
+            else:
+                columns.append(nulls.setdefault(f.type, pa.nulls(n, f.type)))
+        return pa.Table.from_arrays(columns, schema=schema)
+
+    def close(self, flush: bool = True) -> None:
+        """Close every file, first writing what is buffered (unless after a failure)."""
+        if flush:
+            self.flush_all()
+        self._pending.clear()
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        if self._hashes is not None:
+            self._hashes.close()
+
+
+class _RowFile:
+    """Rows appended to one Parquet file in a few row groups (a new file if the columns
+    change): the set-aside rows, the staged row hashes."""
+
+    def __init__(self, new_path: Callable[[], Path]):
+        self.new_path = new_path
+        self.paths: list[Path] = []
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.Table] = []
+
+    @property
+    def path(self) -> Path | None:
+        return self.paths[-1] if len(self.paths) == 1 else None
+
+    def add(self, table: pa.Table) -> None:
+        if self._pending and not self._pending[0].schema.equals(table.schema):
+            self._flush()
+        self._pending.append(table)
+        self.rows += table.num_rows
+        if sum(t.num_rows for t in self._pending) >= STAGING_ROW_GROUP or len(self._pending) >= 256:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        self._pending = []
+        if self._writer is None or not self._writer.schema.equals(table.schema):
+            if self._writer is not None:
+                self._writer.close()
+            self.paths.append(self.new_path())
+            self._writer = pq.ParquetWriter(self.paths[-1], table.schema, compression="none")
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+
+    def close(self) -> None:
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def read(self) -> pa.Table | None:
+        tables = [pq.read_table(p, use_threads=False) for p in self.paths]
+        return pa.concat_tables(tables, promote_options="permissive") if tables else None
+
+    def not_in(self, staged_hashes: Path | None, buffered: list[pa.ChunkedArray]) -> pa.Table | None:
+        """The rows whose hash is neither staged (in the file ``staged_hashes`` or among the
+        ``buffered`` ones) nor on an earlier row."""
+        rows = self.read()
+        if rows is None:
+            return None
+        hashes = rows.column("_row_hash").combine_chunks()
+        distinct = pc.unique(hashes)
+        staged = np.zeros(len(distinct), dtype=bool)
+        batches = [] if staged_hashes is None else pq.ParquetFile(staged_hashes, pre_buffer=False).iter_batches(
+            batch_size=STAGING_ROW_GROUP, use_threads=False)
+        for column in itertools.chain((b.column(0) for b in batches), buffered):
+            staged[pc.index_in(column, value_set=distinct).drop_null().to_numpy()] = True
+        at = pc.index_in(hashes, value_set=distinct).to_numpy()
+        first = np.zeros(len(at), dtype=bool)
+        first[np.unique(at, return_index=True)[1]] = True
+        return rows.filter(pa.array(first & ~staged[at]))
+
+    def delete(self) -> None:
+        for p in self.paths:
+            p.unlink(missing_ok=True)
+        self.paths = []
