@@ -1,0 +1,219 @@
+"""Staging a write (extractor/staging.py): the row hash keeps its value, duplicates within a
+write are dropped on the way, a new month's staged file becomes the partition file, and the
+merge of other months gives the same rows as the window over every row did."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from datetime import date, datetime, timezone
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from extractor import staging
+from extractor.dataset import DataDir, Replace, full_schema
+from extractor.rowhash import SeenFilter, hash_expr
+from extractor.schemas import DATASETS
+
+
+def usage_rows(n: int, start: int = 0, months: int = 3) -> pa.Table:
+    """Distinct usage rows spread over ``months`` months."""
+    ids = range(start, start + n)
+    return pa.table({
+        "usage_date": pa.array([date(2026, 1 + i % months, 1 + i % 28) for i in ids]),
+        "product_name": pa.array([f"Product {i % 40}" for i in ids]),
+        "user_id": pa.array([f"U{i}" for i in ids]),
+        "tokens": pa.array([float(i % 7) for i in ids]),
+        "seat_quantity": pa.array([i % 5 for i in ids], pa.int64()),
+    })
+
+
+def write(dd: DataDir, table, source: str, dataset: str = "premium_usage_files", replace: Replace | None = None):
+    with dd.lock("test"), dd.transaction() as tx:
+        tx.write(dataset, table, source=source, replace=replace)
+
+
+def keyed(table: pa.Table) -> list[tuple]:
+    """Rows without _extracted_at (a new one each run), sorted."""
+    names = [n for n in table.column_names if n != "_extracted_at"]
+    return sorted(tuple(str(r[n]) for n in names) for r in table.select(names).to_pylist())
+
+
+def reference(dd: DataDir, dataset: str, tables: list[tuple[pa.Table, str]]) -> list[tuple]:
+    """What the merge did before staging.py: every row through
+    ``QUALIFY row_number() OVER (PARTITION BY _row_hash ORDER BY _extracted_at DESC, _source) = 1``
+    with the hash computed by DuckDB over Parquet; returns (hash, listed columns) tuples."""
+    spec = DATASETS[dataset]
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+    parts = []
+    for i, (table, source) in enumerate(tables):
+        path = dd.root / f"reference-{i}.parquet"
+        pq.write_table(table, path)
+        parts.append(f"SELECT *, {hash_expr(spec, set(table.column_names))} AS _row_hash, '{source}' AS _source "
+                     f"FROM read_parquet('{path}')")
+    rows = con.execute(
+        f"SELECT _row_hash, _source FROM ({' UNION ALL BY NAME '.join(parts)}) "
+        "QUALIFY row_number() OVER (PARTITION BY _row_hash ORDER BY _source) = 1"
+    ).fetchall()
+    return sorted(rows)
+
+
+def hashes_and_sources(dd: DataDir, dataset: str = "premium_usage_files") -> list[tuple]:
+    return sorted((r["_row_hash"], r["_source"]) for r in dd.read(dataset).to_pylist())
+
+
+def test_row_hash_is_the_md5_it_always_was(tmp_path):
+    dd = DataDir(tmp_path)
+    row = {"contract_number": "C1", "contract_start_date": date(2026, 1, 5), "is_active": True,
+           "provisioned_tokens": 12.0, "contract_year": 2026, "contract_name": None}
+    write(dd, pa.Table.from_pylist([row]), "contracts.csv", dataset="tokenflex_contracts")
+    text = "\x1f".join(["contract_number=C1", "contract_start_date=2026-01-05", "contract_year=2026",
+                        "is_active=true", "provisioned_tokens=12.0"])  # sorted by name, NULLs left out
+    assert dd.read("tokenflex_contracts").column("_row_hash").to_pylist() == [hashlib.md5(text.encode()).hexdigest()]
+
+
+def test_row_hash_is_the_same_as_duckdb_over_parquet_for_every_type(tmp_path):
+    dd = DataDir(tmp_path)
+    spec = DATASETS["tokenflex_contracts"]
+    table = pa.table({
+        "contract_number": ["C1", "C2", "C'3", None],
+        "contract_start_date": pa.array([date(2026, 1, 5), None, date(1999, 12, 31), date(2026, 2, 28)]),
+        "is_active": [True, False, None, True],
+        "provisioned_tokens": [0.0, 1.5, 1e20, -0.1],
+        "consumed_tokens": [1 / 3, None, 2500000000000000.0, 7.0],
+        "contract_year": pa.array([1, None, 2026, -5], pa.int64()),
+        "note": ["an extra column", "is", "not", "hashed"],
+    })
+    write(dd, table, "contracts.csv", dataset="tokenflex_contracts")
+    path = tmp_path / "input.parquet"
+    pq.write_table(table.cast(pa.schema([full_schema(spec).field(n) if n in spec.columns else table.schema.field(n)
+                                          for n in table.column_names])), path)
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+    expected = sorted(r[0] for r in con.execute(
+        f"SELECT {hash_expr(spec, set(table.column_names))} FROM read_parquet('{path}')").fetchall())
+    assert sorted(dd.read("tokenflex_contracts").column("_row_hash").to_pylist()) == expected
+
+
+def test_a_new_month_is_deduplicated_within_the_file(tmp_path):
+    dd = DataDir(tmp_path)
+    rows = usage_rows(1_000)
+    doubled = pa.concat_tables([rows, rows.slice(0, 300), rows.slice(10, 5)])  # 305 repeats
+    write(dd, doubled.to_batches(max_chunksize=128), "usage.csv")
+    got = dd.read("premium_usage_files")
+    assert got.num_rows == 1_000
+    assert len(set(got.column("_row_hash").to_pylist())) == 1_000
+    assert keyed(got.select(rows.column_names)) == keyed(rows)
+    assert hashes_and_sources(dd) == reference(dd, "premium_usage_files", [(doubled, "usage.csv")])
+    for path in dd.data_files("premium_usage_files"):  # the partition layout, every listed column
+        assert pq.read_schema(path).names[: len(DATASETS["premium_usage_files"].columns)] == list(
+            DATASETS["premium_usage_files"].columns)
+
+
+def test_rows_the_filter_mistakes_for_repeats_are_kept(tmp_path, monkeypatch):
+    # a 256-bit filter: almost every new row may have been seen, and is checked against the
+    # staged hashes instead
+    monkeypatch.setattr(staging, "SeenFilter", functools.partial(SeenFilter, bits=8))
+    dd = DataDir(tmp_path)
+    rows = usage_rows(5_000)
+    write(dd, pa.concat_tables([rows, rows.slice(100, 50)]).to_batches(max_chunksize=700), "usage.csv")
+    assert keyed(dd.read("premium_usage_files").select(rows.column_names)) == keyed(rows)
+
+
+def test_a_file_of_mostly_repeated_rows_is_deduplicated_by_the_merge(tmp_path, monkeypatch):
+    monkeypatch.setattr(staging, "SUSPECTS_LIMIT", 10)  # more set-aside rows than that: the merge does it
+    dd = DataDir(tmp_path)
+    rows = usage_rows(200)
+    write(dd, pa.concat_tables([rows, rows, rows]), "usage.csv")
+    assert keyed(dd.read("premium_usage_files").select(rows.column_names)) == keyed(rows)
+    assert len(dd.data_files("premium_usage_files")) == 3
+
+
+def test_duplicates_across_two_files_in_one_import_keep_the_first_source(tmp_path):
+    dd = DataDir(tmp_path)
+    a, b = usage_rows(600), usage_rows(600, start=400)  # 200 rows in both
+    with dd.lock("test"), dd.transaction() as tx:
+        tx.write("premium_usage_files", b, source="b.csv")
+        tx.write("premium_usage_files", a, source="a.csv")
+    assert dd.read("premium_usage_files").num_rows == 1_000
+    # equal rows extracted at the same moment: the smaller _source wins, as in the window
+    assert hashes_and_sources(dd) == reference(dd, "premium_usage_files", [(b, "b.csv"), (a, "a.csv")])
+
+
+def test_a_reimport_adds_no_rows_and_the_newest_wins(tmp_path):
+    dd = DataDir(tmp_path)
+    rows = usage_rows(2_000)
+    write(dd, rows, "first.csv")
+    before = dd.read("premium_usage_files")
+    write(dd, pa.concat_tables([rows.slice(500), usage_rows(10, start=5_000)]), "second.csv")
+    after = dd.read("premium_usage_files")
+    assert after.num_rows == 2_010
+    assert set(after.column("_row_hash").to_pylist()) >= set(before.column("_row_hash").to_pylist())
+    sources = {}
+    for r in after.to_pylist():
+        sources[r["_source"]] = sources.get(r["_source"], 0) + 1
+    assert sources == {"first.csv": 500, "second.csv": 1_510}  # re-imported rows are the newer ones now
+
+
+def test_the_fast_path_gives_the_rows_of_the_merge(tmp_path):
+    rows = usage_rows(3_000)
+    data = pa.concat_tables([rows, rows.slice(0, 700)]).append_column("note", pa.array(["x"] * 3_700))
+    fast = DataDir(tmp_path / "fast")
+    write(fast, data, "usage.csv")
+    merged = DataDir(tmp_path / "merged")  # per-row _source: every month goes through the DuckDB merge
+    write(merged, data.append_column("_source", pa.array(["usage.csv"] * 3_700)), "usage.csv")
+    assert keyed(fast.read("premium_usage_files")) == keyed(merged.read("premium_usage_files"))
+    for a, b in zip(fast.data_files("premium_usage_files"), merged.data_files("premium_usage_files")):
+        assert pq.read_schema(a).equals(pq.read_schema(b))
+
+
+def test_an_empty_write_of_a_dataset_without_months_still_replaces_it(tmp_path):
+    dd = DataDir(tmp_path)
+    write(dd, pa.table({"email": ["a@x"], "department": ["R&D"]}), "m1.csv", dataset="user_metadata",
+          replace=Replace(everything=True))
+    write(dd, pa.table({"email": pa.array([], pa.string())}), "m2.csv", dataset="user_metadata",
+          replace=Replace(everything=True))
+    assert dd.read("user_metadata").num_rows == 0
+    assert len(dd.data_files("user_metadata")) == 1
+
+
+def test_seen_filter_marks_repeats_within_and_across_batches():
+    seen = SeenFilter()
+    hashes = [hashlib.md5(str(i).encode()).hexdigest() for i in range(10)]
+    first = seen.new_rows(pa.array(hashes[:6] + hashes[:2]))
+    assert first.tolist() == [True] * 6 + [False, False]
+    second = seen.new_rows(pa.array(hashes[4:]))
+    assert second.tolist() == [False, False, True, True, True, True]
+
+
+def test_extracted_at_and_source_are_the_writes(tmp_path):
+    dd = DataDir(tmp_path)
+    with dd.lock("test"), dd.transaction() as tx:
+        tx.write("premium_usage_files", usage_rows(10), source="usage.csv")
+        at = tx.extracted_at
+    got = dd.read("premium_usage_files")
+    assert set(got.column("_source").to_pylist()) == {"usage.csv"}
+    assert set(got.column("_extracted_at").to_pylist()) == {at}
+    assert at.tzinfo is not None and at.astimezone(timezone.utc) <= datetime.now(timezone.utc)
+
+
+@pytest.mark.parametrize("blocks", [1, 7])
+def test_csv_read_ahead_bound_does_not_stall_an_import(tmp_path, blocks, monkeypatch):
+    from extractor.config import Settings
+    from extractor.importing import import_paths
+    from extractor.importing import readers
+
+    monkeypatch.setattr(readers, "CSV_BLOCK_SIZE", 1 << 16)
+    monkeypatch.setattr(readers, "READ_AHEAD_WAIT", 30.0)  # a stall would show as a timeout, not a delay
+    header = "team_alias,autodesk_id,email,day_used,product_name,offering_name,tokens_used"
+    lines = [header] + [f"T,U{i},u{i}@x.example,2026-01-{1 + i % 28:02d},P{i % 9},Flex,{i % 5}"
+                        for i in range(blocks * 3_000)]
+    path = tmp_path / "usage.csv"
+    path.write_text("\n".join(lines) + "\n")
+    report = import_paths(Settings(data_dir=tmp_path / "data", quiet=True), [path])
+    assert report.rows == blocks * 3_000
+    assert DataDir(tmp_path / "data").read("premium_usage_files").num_rows == blocks * 3_000
