@@ -12,6 +12,9 @@ chunks), then, each in a fresh subprocess so that peak memory is the import's ow
    (parse and write only: no checks, no partitioning, no de-duplication).
 Prints wall time, rows/s, the ratio import/DuckDB, and the peak RSS of each (VmHWM of the
 child) against the goal of 300 MB for the import. Prints results; asserts nothing about time.
+The import hashes rows in a worker thread beside the CSV reader, so it needs both cores: the
+load average before and after is printed, since another process on the machine slows the
+import more than DuckDB's COPY.
 """
 
 from __future__ import annotations
@@ -143,6 +146,7 @@ def main() -> None:
             os.environ["APS_USAGE_DUCKDB_MEMORY"] = args.duckdb_memory
         print(f"dataset merge memory limit (APS_USAGE_DUCKDB_MEMORY): "
               f"{os.environ.get('APS_USAGE_DUCKDB_MEMORY', 'default')}")
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
         baseline = run_child("duckdb", csv_path, work / "duckdb.parquet")
         parse = run_child("parse", csv_path, work / "unused")
         ours = run_child("import", csv_path, work / "data")
@@ -152,6 +156,7 @@ def main() -> None:
                   f"peak RSS {r['peak_mb']:7.0f} MB")
         print(f"ratio import/duckdb time: {ours['seconds'] / baseline['seconds']:.2f}x; "
               f"parse+check/duckdb: {parse['seconds'] / baseline['seconds']:.2f}x")
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         verdict = "within" if ours["peak_mb"] <= MEMORY_GOAL_MB else "OVER"
         print(f"import peak RSS {ours['peak_mb']:.0f} MB: {verdict} the {MEMORY_GOAL_MB} MB goal "
               f"({ours['peak_mb'] / MEMORY_GOAL_MB:.2f}x of goal)")
