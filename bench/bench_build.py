@@ -248,6 +248,11 @@ def run_compiled_sql(models, baseline_dir: Path, dbt_warehouse: Path) -> float:
         con.close()
 
 
+def _slowest(result, n: int = 6) -> str:
+    nodes = sorted((node for node in result.nodes if node.resource_type == "model"), key=lambda node: -node.seconds)
+    return ", ".join(f"{node.name} {node.seconds:.1f}s" for node in nodes[:n])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="usage rows (Premium 90%%, Token Flex 10%%)")
@@ -264,7 +269,7 @@ def main() -> None:
         models_only = ["resource_type:test", "resource_type:unit_test"]
 
         t = time.perf_counter()
-        run_build(settings, exclude=models_only)
+        full_result = run_build(settings, exclude=models_only)
         full = time.perf_counter() - t
 
         models = compiled_models(data_dir / "dbt" / "target")
@@ -276,7 +281,7 @@ def main() -> None:
 
         new_rows = add_one_day(data_dir, args.rows // DAYS, args.users)
         t = time.perf_counter()
-        run_build(settings, exclude=models_only)
+        incremental_result = run_build(settings, exclude=models_only)
         incremental = time.perf_counter() - t
 
         con = duckdb.connect(str(settings.warehouse_path), read_only=True)
@@ -287,6 +292,9 @@ def main() -> None:
         print(f"same compiled SQL straight on DuckDB:    {direct:8.1f}s   dbt/direct ratio = {full / direct:.2f}")
         print(f"data tests on the full data:             {tests:8.1f}s")
         print(f"incremental build after one new day ({new_rows:,} rows): {incremental:.1f}s   incremental/full ratio = {incremental / full:.2f}")
+        for label, result in (("full", full_result), ("incremental", incremental_result)):
+            print(f"slowest models ({label} build via dbt): {_slowest(result)}")
+        print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
     finally:
         if args.keep:
             print(f"kept {work}")
