@@ -20,7 +20,7 @@ de-duplicates in DuckDB.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -257,14 +257,16 @@ class _MonthFiles:
 
 
 class _RowFile:
-    """Rows appended to one Parquet file in a few row groups (a new file if the columns
-    change): the set-aside rows, the staged row hashes."""
+    """Rows appended to an Arrow IPC file (a new file if the columns change), read back one
+    batch at a time: the set-aside rows, the staged row hashes. Never a partition file."""
 
     def __init__(self, new_path: Callable[[], Path]):
         self.new_path = new_path
         self.paths: list[Path] = []
         self.rows = 0
-        self._writer: pq.ParquetWriter | None = None
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self._sink: pa.OSFile | None = None
+        self._schema: pa.Schema | None = None
         self._pending: list[pa.Table] = []
 
     @property
@@ -284,21 +286,31 @@ class _RowFile:
             return
         table = pa.concat_tables(self._pending)
         self._pending = []
-        if self._writer is None or not self._writer.schema.equals(table.schema):
-            if self._writer is not None:
-                self._writer.close()
-            self.paths.append(self.new_path())
-            self._writer = pq.ParquetWriter(self.paths[-1], table.schema, compression="none")
-        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        if self._writer is None or not self._schema.equals(table.schema):
+            self._close_file()
+            self.paths.append(self.new_path().with_suffix(".arrow"))
+            self._sink = pa.OSFile(str(self.paths[-1]), "wb")
+            self._writer = pa.ipc.new_stream(self._sink, table.schema)
+            self._schema = table.schema
+        self._writer.write_table(table)
+
+    def _close_file(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = self._sink = None
 
     def close(self) -> None:
         self._flush()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._close_file()
+
+    @staticmethod
+    def batches(path: Path) -> Iterator[pa.RecordBatch]:
+        with pa.OSFile(str(path)) as source:  # not memory-mapped: read batch by batch
+            yield from pa.ipc.open_stream(source)
 
     def read(self) -> pa.Table | None:
-        tables = [pq.read_table(p, use_threads=False) for p in self.paths]
+        tables = [pa.Table.from_batches(list(self.batches(p))) for p in self.paths]
         return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
     def not_in(self, staged_hashes: Path | None, buffered: list[pa.ChunkedArray]) -> pa.Table | None:
@@ -310,8 +322,7 @@ class _RowFile:
         hashes = rows.column("_row_hash").combine_chunks()
         distinct = pc.unique(hashes)
         staged = np.zeros(len(distinct), dtype=bool)
-        batches = [] if staged_hashes is None else pq.ParquetFile(staged_hashes, pre_buffer=False).iter_batches(
-            batch_size=STAGING_ROW_GROUP, use_threads=False)
+        batches = [] if staged_hashes is None else self.batches(staged_hashes)
         for column in itertools.chain((b.column(0) for b in batches), buffered):
             staged[pc.index_in(column, value_set=distinct).drop_null().to_numpy()] = True
         at = pc.index_in(hashes, value_set=distinct).to_numpy()
