@@ -40,7 +40,7 @@ from .errors import InputError, LockedError, UsageError
 from .logs import log
 from .rowhash import sql_ident as _ident, sql_str as _sql_str
 from .schemas import DATASETS, META_COLUMNS, DatasetSpec
-from .staging import STAGING_ROW_GROUP, layout_schema, stage
+from .staging import layout_schema, stage
 
 try:  # POSIX advisory locks; released by the kernel when a process dies
     import fcntl
@@ -583,27 +583,11 @@ def _merge_month(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, schema_file:
     extras = (_columns(staged) | _columns([str(old)] if old else [])) - set(spec.columns) - set(META_COLUMNS)
     schema = layout_schema(spec, extras)
     columns = ", ".join(_ident(c) for c in schema.names)
-    # Only the rows whose hash repeats go through the window; a window over every row of the
-    # month (partitioned by a unique hash) would sort all of them, spilling.
-    query = (
-        f"WITH merged AS NOT MATERIALIZED (SELECT {columns} FROM ({union})), "
-        "repeated AS (SELECT _row_hash FROM merged GROUP BY _row_hash HAVING count(*) > 1) "
-        "SELECT * FROM merged ANTI JOIN repeated USING (_row_hash) "
-        "UNION ALL (SELECT * FROM merged SEMI JOIN repeated USING (_row_hash) "
-        "QUALIFY row_number() OVER (PARTITION BY _row_hash ORDER BY _extracted_at DESC, _source) = 1)"
-    )
-    written = 0
-    pending: list[pa.Table] = []
-    with pq.ParquetWriter(out, schema) as writer:
-        for batch in con.sql(query).to_arrow_reader(STAGING_ROW_GROUP):
-            pending.append(pa.Table.from_batches([batch]).cast(schema))
-            written += batch.num_rows
-            if sum(t.num_rows for t in pending) >= STAGING_ROW_GROUP:
-                writer.write_table(pa.concat_tables(pending), row_group_size=STAGING_ROW_GROUP * 2)
-                pending = []
-        if pending or not written:
-            writer.write_table(pa.concat_tables(pending) if pending else schema.empty_table())
-    return written
+    query = (f"SELECT {columns} FROM ({union}) QUALIFY row_number() OVER "
+             "(PARTITION BY _row_hash ORDER BY _extracted_at DESC, _source) = 1")
+    # Row groups bounded: DuckDB holds one per thread while writing, and at its default size
+    # (122,880 rows) two of them and the window's buffers thrash under the memory limit.
+    return con.execute(f"COPY ({query}) TO {_sql_str(str(out))} (FORMAT parquet, ROW_GROUP_SIZE 30000)").fetchone()[0]
 
 
 def arrow_table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
