@@ -12,14 +12,17 @@ Duplicates within the write are dropped on the way when every row of the write h
 the newest, and these are tied, so keeping the first is what the merge would do. A row whose
 hash a fixed-size filter (:class:`~.rowhash.SeenFilter`) may have seen is set aside; at the
 end the set-aside rows of a month are checked against the full hashes of its staged rows,
-and those that are not duplicates after all are added. Past :data:`SUSPECTS_LIMIT` set-aside
-rows (a file that holds most rows twice) the write is marked not de-duplicated and the merge
-de-duplicates in DuckDB.
+and those that are not duplicates after all are added. The set-aside rows are checked in
+chunks of :data:`SUSPECTS_CHUNK` rows, one pass over the staged hashes each, so memory stays
+bounded however many rows are set aside (a file that holds most rows twice, or a file so
+large that the filter fills up).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,7 +41,10 @@ from .schemas import META_COLUMNS, DatasetSpec
 
 STAGING_ROW_GROUP = 64_000  # rows of a month written as one row group
 STAGING_BUFFER_ROWS = 40_000  # rows buffered across months: past it the fullest month is written
-SUSPECTS_LIMIT = 100_000
+SUSPECTS_CHUNK = 100_000  # set-aside rows checked against the staged hashes at once
+# staged hashes probed per call: index_in builds its hash table of the set-aside hashes on
+# every call, so the small batches the hashes were written in made a check 20x slower
+HASH_PROBE_ROWS = 262_144
 
 
 @dataclass
@@ -66,6 +72,7 @@ def stage(
 ) -> Staged:
     """Stage ``tables`` (conformed to the dataset's types) for ``spec``; ``cursor`` hashes
     (in a worker thread: one DuckDB thread is enough, the other core reads the input)."""
+    use_lean_memory_pool()
     months = _MonthFiles(spec, new_path, source, extracted_at)
     set_aside = _RowFile(new_path)
     seen = SeenFilter()
@@ -106,12 +113,11 @@ def stage(
         set_aside.close()
         staged_hashes = months.close_hashes()
         release_memory()  # the reading buffers, before the set-aside rows are checked
-        if deduped and set_aside.rows <= SUSPECTS_LIMIT:
-            extra = set_aside.not_in(staged_hashes, months.pending_hashes())
-        else:
-            deduped = False  # the merge takes the set-aside rows with the others
-            extra = set_aside.read()
-        if extra is not None:
+        if deduped:
+            extras = set_aside.not_in(staged_hashes, months.pending_hashes(), SUSPECTS_CHUNK)
+        else:  # the merge de-duplicates: the set-aside rows go with the others
+            extras = set_aside.chunks(SUSPECTS_CHUNK)
+        for extra in extras:
             months.add(extra)
         set_aside.delete()
         if staged_hashes is not None:
@@ -121,6 +127,34 @@ def stage(
         months.close(flush=False)
         set_aside.close()
     return Staged(months.files, rows, deduped)
+
+
+def use_lean_memory_pool() -> None:
+    """Allocate Arrow buffers from jemalloc (see extractor/__init__.py) when pyarrow was
+    imported before this package chose it. An explicit ARROW_DEFAULT_MEMORY_POOL is left alone."""
+    if not sys.platform.startswith("linux") or os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "jemalloc") != "jemalloc":
+        return
+    if pa.default_memory_pool().backend_name == "jemalloc":
+        return
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except (NotImplementedError, pa.ArrowNotImplementedError):  # a pyarrow built without jemalloc
+        pass
+
+
+def _regrouped(arrays: Iterable[pa.Array | pa.ChunkedArray], rows: int) -> Iterator[pa.Array]:
+    """The same values in arrays of about ``rows`` values."""
+    pending: list[pa.Array] = []
+    count = 0
+    for array in arrays:
+        for chunk in (array.chunks if isinstance(array, pa.ChunkedArray) else [array]):
+            pending.append(chunk)
+            count += len(chunk)
+            if count >= rows:
+                yield pa.concat_arrays(pending)
+                pending, count = [], 0
+    if pending:
+        yield pa.concat_arrays(pending)
 
 
 def release_memory() -> None:
@@ -309,26 +343,36 @@ class _RowFile:
         with pa.OSFile(str(path)) as source:  # not memory-mapped: read batch by batch
             yield from pa.ipc.open_stream(source)
 
-    def read(self) -> pa.Table | None:
-        tables = [pa.Table.from_batches(list(self.batches(p))) for p in self.paths]
-        return pa.concat_tables(tables, promote_options="permissive") if tables else None
+    def chunks(self, rows: int) -> Iterator[pa.Table]:
+        """The rows in tables of about ``rows`` rows (one file's schema each)."""
+        for path in self.paths:
+            pending: list[pa.RecordBatch] = []
+            for batch in self.batches(path):
+                pending.append(batch)
+                if sum(b.num_rows for b in pending) >= rows:
+                    yield pa.Table.from_batches(pending)
+                    pending = []
+            if pending:
+                yield pa.Table.from_batches(pending)
 
-    def not_in(self, staged_hashes: Path | None, buffered: list[pa.ChunkedArray]) -> pa.Table | None:
-        """The rows whose hash is neither staged (in the file ``staged_hashes`` or among the
-        ``buffered`` ones) nor on an earlier row."""
-        rows = self.read()
-        if rows is None:
-            return None
-        hashes = rows.column("_row_hash").combine_chunks()
-        distinct = pc.unique(hashes)
-        staged = np.zeros(len(distinct), dtype=bool)
-        batches = [] if staged_hashes is None else self.batches(staged_hashes)
-        for column in itertools.chain((b.column(0) for b in batches), buffered):
-            staged[pc.index_in(column, value_set=distinct).drop_null().to_numpy()] = True
-        at = pc.index_in(hashes, value_set=distinct).to_numpy()
-        first = np.zeros(len(at), dtype=bool)
-        first[np.unique(at, return_index=True)[1]] = True
-        return rows.filter(pa.array(first & ~staged[at]))
+    def not_in(self, staged_hashes: Path | None, buffered: list[pa.ChunkedArray], rows: int) -> Iterator[pa.Table]:
+        """In chunks of about ``rows`` rows: the rows whose hash is neither staged (in the file
+        ``staged_hashes`` or among the ``buffered`` ones) nor on an earlier row."""
+        kept: list[pa.Array] = []  # hashes of the rows already yielded (not in staged_hashes)
+        for chunk in self.chunks(rows):
+            hashes = chunk.column("_row_hash").combine_chunks()
+            distinct = pc.unique(hashes)
+            staged = np.zeros(len(distinct), dtype=bool)
+            batches = [] if staged_hashes is None else self.batches(staged_hashes)
+            columns = itertools.chain((b.column(0) for b in batches), buffered, kept)
+            for column in _regrouped(columns, HASH_PROBE_ROWS):
+                staged[pc.index_in(column, value_set=distinct).drop_null().to_numpy()] = True
+            at = pc.index_in(hashes, value_set=distinct).to_numpy()
+            first = np.zeros(len(at), dtype=bool)
+            first[np.unique(at, return_index=True)[1]] = True
+            new = chunk.filter(pa.array(first & ~staged[at]))
+            kept.append(new.column("_row_hash").combine_chunks())
+            yield new
 
     def delete(self) -> None:
         for p in self.paths:

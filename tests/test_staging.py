@@ -123,13 +123,19 @@ def test_rows_the_filter_mistakes_for_repeats_are_kept(tmp_path, monkeypatch):
     assert keyed(dd.read("premium_usage_files").select(rows.column_names)) == keyed(rows)
 
 
-def test_a_file_of_mostly_repeated_rows_is_deduplicated_by_the_merge(tmp_path, monkeypatch):
-    monkeypatch.setattr(staging, "SUSPECTS_LIMIT", 10)  # more set-aside rows than that: the merge does it
+def test_set_aside_rows_are_checked_in_chunks_whatever_their_number(tmp_path, monkeypatch):
+    # a file of mostly repeated rows, a filter that mistakes most new rows for repeats, and
+    # chunks of 10 rows: every chunk is checked against the staged rows and the earlier chunks
+    monkeypatch.setattr(staging, "SUSPECTS_CHUNK", 10)
+    monkeypatch.setattr(staging, "SeenFilter", functools.partial(SeenFilter, bits=8))
     dd = DataDir(tmp_path)
-    rows = usage_rows(200)
-    write(dd, pa.concat_tables([rows, rows, rows]), "usage.csv")
-    assert keyed(dd.read("premium_usage_files").select(rows.column_names)) == keyed(rows)
-    assert len(dd.data_files("premium_usage_files")) == 3
+    rows = usage_rows(2_000)
+    tripled = pa.concat_tables([rows, rows.slice(0, 700), rows, rows.slice(1_500, 20)])
+    write(dd, tripled.to_batches(max_chunksize=300), "usage.csv")
+    got = dd.read("premium_usage_files")
+    assert got.num_rows == 2_000
+    assert keyed(got.select(rows.column_names)) == keyed(rows)
+    assert hashes_and_sources(dd) == reference(dd, "premium_usage_files", [(tripled, "usage.csv")])
 
 
 def test_duplicates_across_two_files_in_one_import_keep_the_first_source(tmp_path):

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from ..config import Settings
 from ..dataset import DataDir, Replace
-from ..staging import release_memory
+from ..staging import release_memory, use_lean_memory_pool
 from ..errors import InputError
 from ..logs import log, progress
 from ..personal import load_salt
@@ -122,6 +122,7 @@ def import_paths(settings: Settings, paths: Iterable[str | os.PathLike[str]], ki
                  hash_personal_data: bool = False) -> ImportReport:
     """Import every table under ``paths``; one transaction under the data-dir lock."""
     paths = list(paths)
+    use_lean_memory_pool()  # before the readers allocate their first buffers
     report = ImportReport()
     data_dir = DataDir(settings.data_dir)
     with data_dir.lock("import"):
