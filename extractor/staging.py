@@ -41,7 +41,7 @@ from .schemas import META_COLUMNS, DatasetSpec
 
 STAGING_ROW_GROUP = 64_000  # rows of a month written as one row group
 STAGING_BUFFER_ROWS = 40_000  # rows buffered across months: past it the fullest month is written
-SUSPECTS_CHUNK = 100_000  # set-aside rows checked against the staged hashes at once
+SUSPECTS_CHUNK = 50_000  # set-aside rows checked against the staged hashes at once
 # staged hashes probed per call: index_in builds its hash table of the set-aside hashes on
 # every call, so the small batches the hashes were written in made a check 20x slower
 HASH_PROBE_ROWS = 262_144
@@ -119,6 +119,7 @@ def stage(
             extras = set_aside.chunks(SUSPECTS_CHUNK)
         for extra in extras:
             months.add(extra)
+            release_memory()  # the chunk just checked, before the next one is read
         set_aside.delete()
         if staged_hashes is not None:
             staged_hashes.unlink()
