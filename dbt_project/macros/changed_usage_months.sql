@@ -1,12 +1,23 @@
-{#- For the incremental models keyed on usage_month (fct_daily_usage and the monthly fact
-    built from it): a filter on `date_column` selecting the months that received raw rows
-    since this model's last build (its max(extracted_at)), read from the light lineage view
-    stg_raw__usage_loads before the query runs. Inlined as date ranges, it reaches the
-    Parquet scans through the staging views. Call only when is_incremental(). -#}
-{% macro changed_usage_months_filter(date_column='usage_date') -%}
+{#- For the incremental models keyed on usage_month: a filter on `date_column` selecting the
+    months that received rows since this model's last build (its max(extracted_at)), read
+    before the query runs and inlined as date ranges (so it reaches the Parquet scans through
+    the staging views). The changes come from `upstream`, a relation with usage_month and
+    extracted_at columns (the models built from fct_daily_usage pass the fact: a month the
+    fact rebuilt without a newer row has not changed for them), by default from the light
+    lineage view stg_raw__usage_loads over the raw files. Call only when is_incremental(). -#}
+{% macro changed_usage_months_filter(date_column='usage_date', upstream=none) -%}
+    {%- if upstream is none -%}
+        {%- set changes -%}
+            select usage_month, last_extracted_at from {{ ref('stg_raw__usage_loads') }}
+        {%- endset -%}
+    {%- else -%}
+        {%- set changes -%}
+            select usage_month, max(extracted_at) as last_extracted_at from {{ upstream }} group by usage_month
+        {%- endset -%}
+    {%- endif -%}
     {%- set months_sql -%}
         select distinct cast(loads.usage_month as {{ dbt.type_string() }}) as usage_month
-        from {{ ref('stg_raw__usage_loads') }} as loads
+        from ({{ changes }}) as loads
         cross join (select max(extracted_at) as extracted_at from {{ this }}) as last_build
         where last_build.extracted_at is null or loads.last_extracted_at > last_build.extracted_at
         order by 1

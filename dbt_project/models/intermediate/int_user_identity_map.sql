@@ -6,6 +6,8 @@
 
 with identities as (
     select user_id, hashed_user_id, email from {{ ref('stg_premium__user_identities') }}
+    union all
+    select user_id, hashed_user_id, email from {{ ref('stg_premium__users') }}
 ),
 
 by_hashed as (

@@ -2,7 +2,6 @@
     day of usage (identity, usage days per team, first and last use), kept incremental like
     the fact so a daily build re-aggregates one month, not the whole history. Token Flex-only
     rows have a NULL team. -#}
--- depends_on: {{ ref('stg_raw__usage_loads') }}
 {{ usage_month_incremental_config() }}
 
 select
@@ -20,6 +19,6 @@ select
     max(extracted_at) as extracted_at
 from {{ ref('fct_daily_usage') }}
 {%- if is_incremental() %}
-where {{ changed_usage_months_filter('usage_date') }}
+where {{ changed_usage_months_filter('usage_date', ref('fct_daily_usage')) }}
 {%- endif %}
 group by user_key, team_name, usage_month

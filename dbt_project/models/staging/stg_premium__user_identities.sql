@@ -1,19 +1,12 @@
--- The distinct user identities (user id, hashed id, email) in the Premium inputs: usage
--- queries, usage files and the Users report, with the same row filters and cleaning as
--- their staging models. Read without the row-hash dedupe (a repeated row repeats its
--- identity), distinct before cleaning: int_user_identity_map costs a scan of three
--- columns instead of all usage.
-{%- set inputs = [
-    ('premium_usage', 'usage_date is not null'),
-    ('premium_usage_files', 'usage_date is not null'),
-    ('premium_users', clean_text('offering_name') ~ ' is not null'),
-] %}
-
+-- The distinct user identities (user id, hashed id, email) in the Premium usage inputs
+-- (usage queries and usage files), with the same row filter and cleaning as their staging
+-- models. Read without the row-hash dedupe (a repeated row repeats its identity), distinct
+-- before cleaning: int_user_identity_map costs a scan of three columns instead of all usage.
 with raw_identities as (
-    {%- for dataset, row_filter in inputs %}
+    {%- for dataset in ['premium_usage', 'premium_usage_files'] %}
     select distinct user_id, hashed_user_id, email
     from {{ source('raw', dataset) }}
-    where {{ row_filter }}
+    where usage_date is not null
     {%- if not loop.last %}
     union
     {%- endif %}

@@ -2,13 +2,12 @@
     same way: a run re-aggregates only the months that received new raw rows, so the
     monthly marts (low_usage_users, usage_by_cost_center, flex_overuse) read a small table
     instead of every day of usage. -#}
--- depends_on: {{ ref('stg_raw__usage_loads') }}
 {{ usage_month_incremental_config() }}
 
 with usage as (
     select * from {{ ref('fct_daily_usage') }}
     {%- if is_incremental() %}
-    where {{ changed_usage_months_filter('usage_date') }}
+    where {{ changed_usage_months_filter('usage_date', ref('fct_daily_usage')) }}
     {%- endif %}
 )
 
