@@ -162,9 +162,9 @@ STREAM_ROWS = 100_000
 def stream_export_file(path: Path, kind: str, what: str, rows: int = STREAM_ROWS) -> Iterator[pa.Table]:
     """A downloaded export read batch by batch by the importer (bounded memory), as tables of
     about ``rows`` rows; a file that does not read as ``kind`` raises ApiError naming ``what``."""
-    from .errors import InputError
     from .importing import iter_files
     from .importing.convert import prepare
+    from .importing.importer import rechunked
 
     try:
         for entry in iter_files([path], name=what):
@@ -172,15 +172,12 @@ def stream_export_file(path: Path, kind: str, what: str, rows: int = STREAM_ROWS
                 prepared = prepare(raw, kind)
                 if prepared.kind.name != kind:
                     raise ApiError(f"{what}: the file reads as {prepared.kind.name}, not {kind}")
-                pending: list[pa.RecordBatch] = []
-                count = 0
-                for batch in prepared.record_batches():
-                    pending.append(batch)
-                    count += batch.num_rows
-                    if count >= rows:
-                        yield pa.Table.from_batches(pending)
-                        pending, count = [], 0
-                yield pa.Table.from_batches(pending, schema=prepared.schema())
+                empty = True
+                for table in rechunked(prepared.record_batches(), rows):
+                    empty = False
+                    yield table
+                if empty:  # a header-only file still says which columns it has
+                    yield pa.Table.from_batches([], schema=prepared.schema())
     except InputError as err:
         raise ApiError(f"{what}: downloaded file cannot be read: {err}") from None
 
@@ -191,12 +188,8 @@ def read_export_file(path: Path, kind: str | None, what: str):
 
     try:
         return read_table(path, kind=kind)
-    except ApiError:
-        raise
-    except Exception as err:
-        if type(err).__name__ in ("InputError",):
-            raise ApiError(f"{what}: downloaded file cannot be read: {err}") from None
-        raise
+    except InputError as err:
+        raise ApiError(f"{what}: downloaded file cannot be read: {err}") from None
 
 
 def select_by_id(items: list[dict[str, Any]], wanted: Iterable[str] | None, key: str, option: str,

@@ -25,7 +25,7 @@ from .http import ApiClient, presigned_url_expired, safe_url
 from .incremental import DEFAULT_LAG_DAYS, plan_range, state_entry
 from .logs import log, progress
 from .personal import hash_personal_columns, load_salt
-from .schemas import TOKENFLEX_CONTRACTS, TOKENFLEX_ENRICHMENT, TOKENFLEX_USAGE
+from .schemas import TOKENFLEX_CONTRACTS, TOKENFLEX_ENRICHMENT
 
 TOKENFLEX = "/tokenflex/v1"
 GENERAL_FIELDS = ["usageDate", "usageMonth", "contractYear", "usageCategory", "productLineCode", "productName",
@@ -278,14 +278,6 @@ def delete_requests(api: ApiClient, number: str, jobs: list[_Job]) -> None:
             api.delete(_request_path(number, job.key), raise_for_status=False)
         except ApiError:
             log.debug("could not delete export request %s", job.key)
-
-
-def usage_for_range(api: ApiClient, settings: Settings, number: str, start: date, end: date) -> pa.Table:
-    """All usage of [start, end] in memory (small ranges, scripts); the extraction streams."""
-    jobs = request_exports(api, number, start, end)
-    parts = list(usage_batches(api, settings, number, jobs, start, end))
-    delete_requests(api, number, jobs)
-    return pa.concat_tables(parts, promote_options="permissive") if parts else empty_table(TOKENFLEX_USAGE)
 
 
 # -- the whole extraction ------------------------------------------------------------------

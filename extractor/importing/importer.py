@@ -164,13 +164,13 @@ def _stream(tx, entry: InputEntry, prepared: Prepared, quiet: bool) -> int:
                 task.advance(raw.num_rows)
 
         batches = prepared.record_batches(on_batch=advance)
-        return tx.write(prepared.dataset, _rechunked(batches), source=entry.name, replace=prepared.kind.replace())
+        return tx.write(prepared.dataset, rechunked(batches), source=entry.name, replace=prepared.kind.replace())
 
 
 STAGE_ROWS = 16_000
 
 
-def _rechunked(batches: Iterator[pa.RecordBatch], rows: int = STAGE_ROWS) -> Iterator[pa.Table]:
+def rechunked(batches: Iterable[pa.RecordBatch], rows: int = STAGE_ROWS) -> Iterator[pa.Table]:
     """Batches of about ``rows`` rows: the writer splits each one by month into a Parquet row
     group, and thousands of tiny row groups cost more memory (their metadata) than the rows."""
     pending: list[pa.RecordBatch] = []

@@ -15,7 +15,7 @@ import duckdb
 import plotly.colors
 import plotly.graph_objects as go
 
-from .warehouse import MARTS_SCHEMA, quote_ident
+from .warehouse import mart_ref, quote_ident
 
 CHART_HEIGHT = 420
 DRIFT_PAIRS_SHOWN = 20
@@ -58,10 +58,6 @@ class ChartSpec:
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
     return con.execute(sql).fetchall()
-
-
-def _table(mart: str) -> str:
-    return f"{MARTS_SCHEMA}.{quote_ident(mart)}"
 
 
 def _day(value: dt.date | None) -> dt.date | None:
@@ -141,7 +137,7 @@ def _empty_note(fig: go.Figure, rows: list) -> go.Figure:
 def _inactive_users(con, c: Columns) -> go.Figure:
     group = c.get("department") if c.has("department") else c.get("team_name")
     team = c.get("team_name")
-    rows = _rows(con, f"SELECT {group}, {team}, count(*) FROM {_table(c.mart)} GROUP BY ALL")
+    rows = _rows(con, f"SELECT {group}, {team}, count(*) FROM {mart_ref(c.mart)} GROUP BY ALL")
     fig = _stacked(rows, "Inactive users by department and team", "department", "inactive users")
     return _empty_note(fig, rows)
 
@@ -150,7 +146,7 @@ def _saving_bars(con, c: Columns, by: str, title: str, x_title: str) -> go.Figur
     """Yearly saving per ``by`` value, each bar labelled with how many users it concerns."""
     group, saving = c.get(by), c.get("saving_yearly", containing="saving")
     user = c.get("user_key")
-    rows = _rows(con, f"SELECT {group}, sum({saving}), count(DISTINCT {user}) FROM {_table(c.mart)} "
+    rows = _rows(con, f"SELECT {group}, sum({saving}), count(DISTINCT {user}) FROM {mart_ref(c.mart)} "
                       f"GROUP BY 1 ORDER BY 2 DESC")
     fig = _figure(title, x_title, "saving per year")
     fig.add_bar(x=[_label(r[0]) for r in rows], y=[float(r[1] or 0) for r in rows],
@@ -164,14 +160,14 @@ def _flex_candidates(con, c: Columns) -> go.Figure:
 
 def _flex_overuse(con, c: Columns) -> go.Figure:
     month, product, excess = _month(c.get("usage_month")), c.get("product_name"), c.get("excess_cost", containing="excess")
-    rows = _rows(con, f"SELECT {month}, {product}, sum({excess}) FROM {_table(c.mart)} GROUP BY ALL")
+    rows = _rows(con, f"SELECT {month}, {product}, sum({excess}) FROM {mart_ref(c.mart)} GROUP BY ALL")
     return _empty_note(_stacked(rows, "Flex overuse: excess cost over a subscription", "month", "excess cost"), rows)
 
 
 def _flex_multi_product(con, c: Columns) -> go.Figure:
     month, days = _month(c.get("usage_month")), c.get("multi_product_days")
     user = c.get("user_key")
-    rows = _rows(con, f"SELECT {month}, count(DISTINCT {user}), sum({days}) FROM {_table(c.mart)} GROUP BY 1 ORDER BY 1")
+    rows = _rows(con, f"SELECT {month}, count(DISTINCT {user}), sum({days}) FROM {mart_ref(c.mart)} GROUP BY 1 ORDER BY 1")
     fig = _figure("Flex users with many multi-product days", "month", "users", barmode="group")
     fig.add_bar(name="users", x=[_label(r[0]) for r in rows], y=[r[1] for r in rows])
     fig.add_bar(name="multi-product days", x=[_label(r[0]) for r in rows], y=[float(r[2] or 0) for r in rows])
@@ -180,13 +176,13 @@ def _flex_multi_product(con, c: Columns) -> go.Figure:
 
 def _low_usage(con, c: Columns) -> go.Figure:
     month, product = _month(c.get("usage_month")), c.get("product_name")
-    rows = _rows(con, f"SELECT {month}, {product}, count(*) FROM {_table(c.mart)} GROUP BY ALL")
+    rows = _rows(con, f"SELECT {month}, {product}, count(*) FROM {mart_ref(c.mart)} GROUP BY ALL")
     return _empty_note(_stacked(rows, "Low-usage user-months by product", "month", "users"), rows)
 
 
 def _single_product_collection(con, c: Columns) -> go.Figure:
     collection, reason = c.get("collection_name"), c.get("reason")
-    rows = _rows(con, f"SELECT {collection}, {reason}, count(*) FROM {_table(c.mart)} GROUP BY ALL")
+    rows = _rows(con, f"SELECT {collection}, {reason}, count(*) FROM {mart_ref(c.mart)} GROUP BY ALL")
     return _empty_note(_stacked(rows, "Collection users using one product or rarely", "collection", "users"), rows)
 
 
@@ -198,7 +194,7 @@ def _license_utilization(con, c: Columns) -> go.Figure:
     team, offering = c.get("team_name"), c.get("offering_name")
     purchased, assigned, in_use = c.get("seats_purchased"), c.get("seats_assigned"), c.get("seats_in_use")
     rows = _rows(con, f"SELECT {offering}, sum({purchased}), sum({assigned}), sum({in_use}) "
-                      f"FROM {_table(c.mart)} GROUP BY 1 ORDER BY 1")
+                      f"FROM {mart_ref(c.mart)} GROUP BY 1 ORDER BY 1")
     fig = _figure("Seats purchased, assigned and in use by offering (all teams)", "offering", "seats", barmode="group")
     xs = [_label(r[0]) for r in rows]
     for i, name in enumerate(("purchased", "assigned", "in use"), start=1):
@@ -210,7 +206,7 @@ def _license_utilization(con, c: Columns) -> go.Figure:
 def _license_utilization_by_org(con, c: Columns) -> go.Figure:
     department, geo = c.get("department"), c.get("geo")
     assigned, in_use = c.get("seats_assigned"), c.get("seats_in_use")
-    rows = _rows(con, f"SELECT {department}, {geo}, sum({in_use}), sum({assigned}) FROM {_table(c.mart)} GROUP BY ALL")
+    rows = _rows(con, f"SELECT {department}, {geo}, sum({in_use}), sum({assigned}) FROM {mart_ref(c.mart)} GROUP BY ALL")
     departments = sorted({_label(r[0]) for r in rows})
     geos = sorted({_label(r[1]) for r in rows})
     pct = {(_label(r[0]), _label(r[1])): (100.0 * float(r[2] or 0) / float(r[3]) if r[3] else None) for r in rows}
@@ -232,9 +228,9 @@ def _version_drift(con, c: Columns) -> go.Figure:
         WITH pairs AS (
             SELECT {project} AS project, {product} AS product, count(DISTINCT {version}) AS versions,
                    sum({users}) AS total_users
-            FROM {_table(c.mart)} GROUP BY 1, 2 ORDER BY versions DESC, total_users DESC, 1, 2 LIMIT {pairs})
+            FROM {mart_ref(c.mart)} GROUP BY 1, 2 ORDER BY versions DESC, total_users DESC, 1, 2 LIMIT {pairs})
         SELECT m.{project} || ' · ' || m.{product}, m.{version}, sum(m.{users})
-        FROM {_table(c.mart)} AS m JOIN pairs AS p ON p.project = m.{project} AND p.product = m.{product}
+        FROM {mart_ref(c.mart)} AS m JOIN pairs AS p ON p.project = m.{project} AND p.product = m.{product}
         GROUP BY ALL""")
     title = f"Versions in use per project and product (the {pairs} pairs with most versions)"
     return _empty_note(_stacked(rows, title, "project · product", "users", horizontal=True), rows)
@@ -242,7 +238,7 @@ def _version_drift(con, c: Columns) -> go.Figure:
 
 def _usage_by_cost_center(con, c: Columns) -> go.Figure:
     cost_center, days, tokens = c.get("cost_center"), c.get("usage_days"), c.get("tokens")
-    rows = _rows(con, f"SELECT {cost_center}, sum({days}), sum({tokens}) FROM {_table(c.mart)} GROUP BY 1 ORDER BY 1")
+    rows = _rows(con, f"SELECT {cost_center}, sum({days}), sum({tokens}) FROM {mart_ref(c.mart)} GROUP BY 1 ORDER BY 1")
     fig = _figure("Usage days and tokens by cost center", "cost center", "usage days", barmode="group")
     xs = [_label(r[0]) for r in rows]
     fig.add_bar(name="usage days", x=xs, y=[float(r[1] or 0) for r in rows], offsetgroup=0)
@@ -254,7 +250,7 @@ def _usage_by_cost_center(con, c: Columns) -> go.Figure:
 def _flex_usage_by_cost_center(con, c: Columns) -> go.Figure:
     cost_center, department = c.get("cost_center"), c.get("department")
     cost = c.get("token_cost", containing="cost") if c.has("token_cost") else c.get("tokens")
-    rows = _rows(con, f"SELECT {cost_center}, {department}, sum({cost}) FROM {_table(c.mart)} GROUP BY ALL")
+    rows = _rows(con, f"SELECT {cost_center}, {department}, sum({cost}) FROM {mart_ref(c.mart)} GROUP BY ALL")
     title = "Flex token cost by cost center and department"
     return _empty_note(_stacked(rows, title, "cost center", "token cost" if c.has("token_cost") else "tokens"), rows)
 
@@ -266,7 +262,7 @@ def _token_balance(con, c: Columns) -> go.Figure:
             c.get("provisioned_tokens"), c.get("remaining_tokens", containing="remaining"),
             c.get("avg_daily_burn", containing="burn"), c.get("as_of_date")]
     run_out = c.get("projected_run_out_date", containing="run_out") if c.has("projected_run_out_date") else "NULL"
-    rows = _rows(con, f"SELECT {', '.join(cols)}, {run_out} FROM {_table(c.mart)} ORDER BY 1, 2")
+    rows = _rows(con, f"SELECT {', '.join(cols)}, {run_out} FROM {mart_ref(c.mart)} ORDER BY 1, 2")
     fig = _figure("Token balance forecast: tokens left per contract year", "date", "tokens remaining")
     palette = plotly.colors.qualitative.Plotly
     for i, (contract, year, start, end, provisioned, remaining, burn, as_of, runs_out) in enumerate(rows):

@@ -21,7 +21,7 @@ from .warehouse import bi_select, quote_ident
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 UTF8_BOM = b"\xef\xbb\xbf"
-_SQL_TRIGGERS = "'=', '+', '-', '@', chr(9), chr(13)"
+_SQL_TRIGGERS = ", ".join(f"chr({ord(c)})" for c in FORMULA_TRIGGERS)
 
 
 def neutralise_formula(text: str) -> str:

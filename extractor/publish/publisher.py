@@ -26,7 +26,7 @@ from .hyper import INSTALL_HINT, hyper_available, write_hyper
 from .parquet_csv import publish_mart_files
 from .pbids import write_pbids
 from .report import ReportResult, build_report
-from .warehouse import Mart, list_marts, open_warehouse
+from .warehouse import Mart, first_line, list_marts, open_warehouse
 
 log = logging.getLogger("aps_usage")
 
@@ -60,10 +60,6 @@ def parse_formats(text: str | None) -> tuple[set[str], bool]:
         raise InputError(f"--formats: unknown format(s) {', '.join(sorted(unknown)) or '(none)'}; "
                          f"choose from {','.join(FORMATS)}")
     return wanted, True
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _remove_dropped_marts(marts_dir: Path, bi_dir: Path, current: set[str]) -> None:
@@ -118,7 +114,7 @@ def publish(
                     try:
                         written = publish_mart_files(con, mart.name, marts_dir, file_formats)
                     except duckdb.Error as err:  # e.g. a value no BI type can hold
-                        raise BuildError(f"mart {mart.name}: cannot export: {_first_line(err)}") from err
+                        raise BuildError(f"mart {mart.name}: cannot export: {first_line(err)}") from err
                     for fmt, path in written.items():
                         result.outputs.setdefault(fmt, []).append(path)
                     task.advance()
@@ -130,7 +126,7 @@ def publish(
                 try:
                     write_hyper(con, [m.name for m in marts], dest)
                 except duckdb.Error as err:
-                    raise BuildError(f"{dest}: cannot read the marts: {_first_line(err)}") from err
+                    raise BuildError(f"{dest}: cannot read the marts: {first_line(err)}") from err
                 result.outputs["hyper"] = [dest]
                 task.advance()
 

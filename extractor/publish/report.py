@@ -23,7 +23,7 @@ import plotly.offline
 from .charts import CHARTS, ChartSpec, Columns, MissingData
 from .files import write_text_atomic
 from .findings import headline_findings
-from .warehouse import MARTS_SCHEMA, Mart, quote_ident
+from .warehouse import MARTS_SCHEMA, Mart, first_line, quote_ident
 
 log = logging.getLogger("aps_usage")
 
@@ -189,7 +189,7 @@ def build_report(con: duckdb.DuckDBPyConnection, marts: list[Mart], dest: Path, 
         try:
             chart = _chart_html(con, spec, mart, result)
         except Exception as missing:  # a chart never sinks the report (missing data or not)
-            result.charts_missing[spec.key] = (str(missing).strip().splitlines() or [type(missing).__name__])[0]
+            result.charts_missing[spec.key] = first_line(missing)
             log.warning("report: no chart '%s': %s", spec.title, missing)
             chart = f"<p class=\"warning\">No chart: {html.escape(str(missing))}.</p>"
         table = _top_rows_html(con, mart) if mart else ""

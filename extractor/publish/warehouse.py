@@ -43,8 +43,7 @@ def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(path), read_only=True)
     except duckdb.Error as err:
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise BuildError(f"{path}: cannot open the warehouse (is a build running?): {first_line}") from err
+        raise BuildError(f"{path}: cannot open the warehouse (is a build running?): {first_line(err)}") from err
 
 
 def list_marts(con: duckdb.DuckDBPyConnection) -> list[Mart]:
@@ -92,6 +91,16 @@ def _bi_expression(column: str, duck_type: str) -> str:
     return col
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message, or its type when the message is empty."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def mart_ref(mart: str) -> str:
+    """``marts."<mart>"``: a mart's name in SQL."""
+    return f"{MARTS_SCHEMA}.{quote_ident(mart)}"
+
+
 def bi_select(con: duckdb.DuckDBPyConnection, mart: str) -> str:
     """``SELECT`` of one mart with BI-friendly column types."""
     described = con.execute(f"DESCRIBE {MARTS_SCHEMA}.{quote_ident(mart)}").fetchall()
@@ -103,5 +112,3 @@ def read_mart(con: duckdb.DuckDBPyConnection, mart: str) -> pa.Table:
     return con.sql(bi_select(con, mart)).to_arrow_table()
 
 
-def read_mart_batches(con: duckdb.DuckDBPyConnection, mart: str, batch_rows: int = 50_000) -> pa.RecordBatchReader:
-    return con.sql(bi_select(con, mart)).to_arrow_reader(batch_rows)
