@@ -155,6 +155,14 @@ def scratch_dir(data_dir: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def set_text_column(table: pa.Table, name: str, value: Any) -> pa.Table:
+    """``table`` with text column ``name`` (replaced or appended) holding ``value`` on every row."""
+    column = pa.repeat(pa.scalar(value, pa.string()), table.num_rows)
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), pa.field(name, pa.string()), column)
+    return table.append_column(pa.field(name, pa.string()), column)
+
+
 #: rows per table handed to the dataset writer (fewer, larger row groups cost less memory)
 STREAM_ROWS = 100_000
 

@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .apirows import (
-    empty_table, filter_dates, read_export_file, scratch_dir, select_by_id, typed_columns, typed_table,
+    empty_table, filter_dates, read_export_file, scratch_dir, select_by_id, set_text_column, typed_columns,
+    typed_table,
 )
 from .config import Settings
 from .dataset import DataDir, Replace
@@ -283,7 +284,7 @@ def usage_table(columns: dict[str, list], team: dict[str, Any], start: date, end
     table = typed_columns(columns, PREMIUM_USAGE, where)
     # the team's id and name where the query did not return them
     for name, value in (("context_id", team["context_id"]), ("team_name", team.get("team_name"))):
-        fill = pa.array([value] * n, pa.string())
+        fill = pa.repeat(pa.scalar(value, pa.string()), n)
         if name not in table.column_names:
             table = table.append_column(pa.field(name, pa.string()), fill)
         else:
@@ -387,19 +388,12 @@ def export_tables(api: ApiClient, settings: Settings, team: dict[str, Any], repo
                 log.warning("%s: a %s file was not asked for; skipped", what, imported.kind)
                 continue
             table = imported.table
-            table = _set_column(table, "team_id", team["context_id"])
+            table = set_text_column(table, "team_id", team["context_id"])
             if "team_name" not in table.column_names or table.column("team_name").null_count == table.num_rows:
-                table = _set_column(table, "team_name", team.get("team_name"))
+                table = set_text_column(table, "team_name", team.get("team_name"))
             tables[dataset].append(table)
     return {name: (pa.concat_tables(parts, promote_options="permissive") if parts else None)
             for name, parts in tables.items()}
-
-
-def _set_column(table: pa.Table, name: str, value: Any) -> pa.Table:
-    column = pa.array([value] * table.num_rows, pa.string())
-    if name in table.column_names:
-        return table.set_column(table.column_names.index(name), pa.field(name, pa.string()), column)
-    return table.append_column(pa.field(name, pa.string()), column)
 
 
 # -- the whole extraction ------------------------------------------------------------------

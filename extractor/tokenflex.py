@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pyarrow as pa
 
-from .apirows import empty_table, filter_dates, scratch_dir, select_by_id, stream_export_file, typed_table
+from .apirows import empty_table, filter_dates, scratch_dir, select_by_id, set_text_column, stream_export_file, typed_table
 from .config import Settings
 from .dataset import DataDir, Replace
 from .errors import ApiError, InputError
@@ -261,13 +261,7 @@ def usage_batches(api: ApiClient, settings: Settings, number: str, jobs: list[_J
             path = download_export(api, number, job, folder)
             what = f"Token Flex export request {job.key} (contract {number}, {job.category})"
             for table in stream_export_file(path, "tokenflex", what):
-                column = pa.array([number] * table.num_rows, pa.string())
-                if "contract_number" in table.column_names:
-                    table = table.set_column(table.column_names.index("contract_number"),
-                                             pa.field("contract_number", pa.string()), column)
-                else:
-                    table = table.append_column(pa.field("contract_number", pa.string()), column)
-                yield filter_dates(table, "usage_date", start, end)
+                yield filter_dates(set_text_column(table, "contract_number", number), "usage_date", start, end)
             path.unlink()
 
 
