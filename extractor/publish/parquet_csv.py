@@ -41,7 +41,7 @@ def _csv_expression(column: str, duck_type: str) -> str:
         return f"CASE WHEN left({col}, 1) IN ({_SQL_TRIGGERS}) THEN '''' || {col} ELSE {col} END AS {alias}"
     if t in ("DOUBLE", "FLOAT"):  # Excel has no NaN/Infinity: leave the cell empty
         return f"CASE WHEN isnan({col}) OR isinf({col}) THEN NULL ELSE {col} END AS {alias}"
-    if t == "TIMESTAMP WITH TIME ZONE":  # the connection's TimeZone is UTC (see write_csv)
+    if t == "TIMESTAMP WITH TIME ZONE":  # the connection's TimeZone is UTC (open_warehouse)
         return f"{col}::TIMESTAMP AS {alias}"
     return f"{col} AS {alias}"
 
@@ -56,7 +56,6 @@ def csv_select(con: duckdb.DuckDBPyConnection, mart: str) -> str:
 
 def write_csv(con: duckdb.DuckDBPyConnection, mart: str, dest: Path) -> int:
     """Write the mart as an Excel-safe CSV, atomically; returns the row count."""
-    con.execute("SET TimeZone = 'UTC'")
     with atomic_path(dest) as tmp:
         body = tmp.with_name(tmp.name + ".body")
         try:

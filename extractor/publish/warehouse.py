@@ -41,9 +41,11 @@ def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
     if not path.exists():
         raise BuildError(f"{path}: warehouse not found; run `aps-usage build` first")
     try:
-        return duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as err:
         raise BuildError(f"{path}: cannot open the warehouse (is a build running?): {first_line(err)}") from err
+    con.execute("SET TimeZone = 'UTC'")  # every output writes timestamps in UTC
+    return con
 
 
 def list_marts(con: duckdb.DuckDBPyConnection) -> list[Mart]:
