@@ -138,13 +138,13 @@ def export_body(category: str, start: date, end: date, metrics: list[str], numbe
 
 
 def submit_export(api: ApiClient, number: str, category: str, start: date, end: date,
-                  metrics: list[str]) -> tuple[str, list[str]]:
+                  metrics: list[str], by_month: bool = False) -> tuple[str, list[str], bool]:
     """POST one export request. On a 400 the next plausible variant is tried: tokensConsumed
-    only, then a usageMonth filter (rows outside [start, end] are dropped after download)."""
-    variants = [(metrics, False)]
-    if metrics != REQUIRED_METRICS:
-        variants.append((list(REQUIRED_METRICS), False))
-    variants += [(metrics, True)] + ([(list(REQUIRED_METRICS), True)] if metrics != REQUIRED_METRICS else [])
+    only, then a usageMonth filter (rows outside [start, end] are dropped after download).
+    Returns the request key and the variant accepted, which the next category starts from."""
+    filters = [True] if by_month else [False, True]
+    variants = [(chosen, monthly) for monthly in filters
+                for chosen in ([metrics] + ([list(REQUIRED_METRICS)] if metrics != REQUIRED_METRICS else []))]
     for chosen, by_month in variants:
         response = api.post(_request_path(number), json=export_body(category, start, end, chosen, number, by_month),
                             raise_for_status=False)
@@ -153,7 +153,7 @@ def submit_export(api: ApiClient, number: str, category: str, start: date, end: 
             key = body.get("requestKey") or body.get("id")
             if not key:
                 raise ApiError(f"export request for contract {number} {category}: response has no requestKey")
-            return str(key), chosen
+            return str(key), chosen, by_month
         if response.status_code != 400:
             break
         log.debug("contract %s %s: export refused (%s); trying the next variant", number, category,
@@ -244,9 +244,9 @@ def request_exports(api: ApiClient, number: str, start: date, end: date,
                     categories: Iterable[str] = USAGE_CATEGORIES) -> list[_Job]:
     """One export request per usage category, submitted together, polled until all are ready."""
     jobs = []
-    metrics = list(METRICS)
+    metrics, by_month = list(METRICS), False
     for category in categories:
-        key, metrics = submit_export(api, number, category, start, end, metrics)
+        key, metrics, by_month = submit_export(api, number, category, start, end, metrics, by_month)
         jobs.append(_Job(category, key, metrics))
     wait_for_exports(api, number, jobs)
     return jobs
