@@ -13,6 +13,7 @@ import secrets
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 PERSONAL_COLUMNS = ("email", "first_name", "last_name", "full_name", "user_name",
                     "contract_manager_email", "reseller_email")
@@ -45,13 +46,20 @@ def hash_value(salt: bytes, value: str) -> str:
     return hashlib.sha256(salt + b":" + value.strip().lower().encode("utf-8")).hexdigest()
 
 
-def hash_personal_columns(table: pa.Table, salt: bytes) -> pa.Table:
+def _hashed(values: pa.Array, salt: bytes) -> pa.Array:
+    encoded = pc.dictionary_encode(values)  # each distinct value hashed once
+    hashed = [v if not v.strip() or set(v.strip()) == {"*"} else hash_value(salt, v)
+              for v in encoded.dictionary.to_pylist()]
+    return pc.take(pa.array(hashed, pa.string()), encoded.indices)
+
+
+def hash_personal_columns(data: pa.Table | pa.RecordBatch, salt: bytes) -> pa.Table | pa.RecordBatch:
     """Hash every personal column present; NULLs, blanks and masks like ``*****`` stay as they are."""
     for name in PERSONAL_COLUMNS:
-        if name not in table.column_names:
+        if name not in data.schema.names:
             continue
-        values = table.column(name).cast(pa.string()).to_pylist()
-        hashed = [v if v is None or not v.strip() or set(v.strip()) == {"*"} else hash_value(salt, v) for v in values]
-        idx = table.column_names.index(name)
-        table = table.set_column(idx, pa.field(name, pa.string()), pa.array(hashed, pa.string()))
-    return table
+        column = data.column(name).cast(pa.string())
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        data = data.set_column(data.schema.get_field_index(name), pa.field(name, pa.string()), _hashed(column, salt))
+    return data

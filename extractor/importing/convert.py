@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InputError
-from ..personal import PERSONAL_COLUMNS, hash_value
+from ..personal import hash_personal_columns
 from .headers import column_names, normalise_header
 from .kinds import Kind, detect_kind, kind_by_name
 from .readers import RawBatch, RawTable
@@ -83,7 +83,7 @@ class Prepared:
         batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema())
         self._check(batch, raw)
         if self.salt is not None:
-            batch = hash_personal(batch, self.salt)
+            batch = hash_personal_columns(batch, self.salt)
         return batch
 
     def _error(self, raw: RawBatch, index: int, column: int, what: str) -> InputError:
@@ -141,14 +141,3 @@ def prepare(raw: RawTable, kind: str | None = None, *, salt: bytes | None = None
             f"{chosen.name} file (headers: {_list(raw.headers)})"
         )
     return Prepared(raw, chosen, names, salt)
-
-
-def hash_personal(batch: pa.RecordBatch, salt: bytes) -> pa.RecordBatch:
-    """Personal columns -> salted hashes (blank and masked cells are already NULL)."""
-    for name in PERSONAL_COLUMNS:
-        if name not in batch.schema.names:
-            continue
-        encoded = pc.dictionary_encode(batch.column(name))  # hash each distinct value once
-        hashed = pa.array([hash_value(salt, v) for v in encoded.dictionary.to_pylist()], pa.string())
-        batch = batch.set_column(batch.schema.get_field_index(name), name, pc.take(hashed, encoded.indices))
-    return batch
