@@ -448,6 +448,16 @@ def extract_premium(
             api.close()
 
 
+def _write_day_range(tx, result, dataset: str, batches, source: str, team_column: str, team_id: str,
+                     start: date, end: date, now: str) -> int:
+    """Replace one team's days [start, end] of a usage dataset; the team's state advances with it."""
+    replace = Replace(match={team_column: team_id}, date_from=start, date_to=end)
+    n = tx.write(dataset, batches, source=source, replace=replace)
+    result.rows[dataset] = result.rows.get(dataset, 0) + n
+    tx.set_state(dataset, team_id, state_entry(tx.get_state(dataset, team_id), start, end, now))
+    return n
+
+
 def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt, result, teams_table=None) -> None:
     """One team, one transaction: rows are staged window by window (bounded memory); the
     state advances only if everything for this team arrived."""
@@ -475,14 +485,11 @@ def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt
                         columns = query_usage(api, team_id, w_start, w_end, shape, task, submitted=query_id)
                         yield protect(usage_table(columns, team, w_start, w_end, f"usage query {label}"))
 
-            source = f"insights/v1/usage-queries contextId={team_id} {start}..{end}"
-            n = tx.write("premium_usage", windows(), source=source,
-                         replace=Replace(match={"context_id": team_id}, date_from=start, date_to=end))
-            result.rows["premium_usage"] = result.rows.get("premium_usage", 0) + n
+            n = _write_day_range(tx, result, "premium_usage", windows(),
+                                 f"insights/v1/usage-queries contextId={team_id} {start}..{end}",
+                                 "context_id", team_id, start, end, now)
             if shape.personal_hidden:
                 result.personal_hidden.append(team_id)
-            previous = tx.get_state("premium_usage", team_id)
-            tx.set_state("premium_usage", team_id, state_entry(previous, start, end, now))
             result.ranges[team_id] = (start.isoformat(), end.isoformat())
             log.info("%s: %d usage rows %s..%s", label, n, start, end)
         if "usage-export" in reports:
@@ -496,12 +503,9 @@ def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt
                         raise ApiError(f"usage export for {label} {w_start}..{w_end}: no usage file among its downloads")
                     yield protect(filter_dates(table, "usage_date", w_start, w_end))
 
-            n = tx.write("premium_usage_files", export_windows(),
-                         source=f"insights/v1/exports USAGE teamId={team_id} {start}..{end}",
-                         replace=Replace(match={"team_id": team_id}, date_from=start, date_to=end))
-            result.rows["premium_usage_files"] = result.rows.get("premium_usage_files", 0) + n
-            previous = tx.get_state("premium_usage_files", team_id)
-            tx.set_state("premium_usage_files", team_id, state_entry(previous, start, end, now))
+            n = _write_day_range(tx, result, "premium_usage_files", export_windows(),
+                                 f"insights/v1/exports USAGE teamId={team_id} {start}..{end}",
+                                 "team_id", team_id, start, end, now)
             log.info("%s: %d usage export rows %s..%s", label, n, start, end)
         export_reports = [r.upper() for r in reports if r in ("users", "subscriptions")]
         if export_reports:
