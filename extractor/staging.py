@@ -5,7 +5,8 @@ A staged row has every listed column of the dataset (NULL where the input has no
 input's extra columns (text, sorted by name), then ``_source``, ``_extracted_at`` and
 ``_row_hash``. DuckDB hashes a batch in a worker thread while the caller produces the next
 one (the CSV reader and converters release the GIL), then the rows are split by month and
-buffered into row groups of about :data:`STAGING_ROW_GROUP` rows.
+spooled per month to an Arrow IPC stream; at the end each month is written as one Parquet
+file in row groups of :data:`STAGING_ROW_GROUP` rows (see :class:`_MonthFiles` for why).
 
 Duplicates within the write are dropped on the way when every row of the write has the same
 ``_source`` and ``_extracted_at`` (an import, an API call): of equal rows the merge keeps
@@ -39,8 +40,8 @@ from .errors import InputError
 from .rowhash import SeenFilter, row_hashes
 from .schemas import META_COLUMNS, DatasetSpec
 
-STAGING_ROW_GROUP = 64_000  # rows of a month written as one row group
-STAGING_BUFFER_ROWS = 40_000  # rows buffered across months: past it the fullest month is written
+STAGING_ROW_GROUP = 64_000  # rows of a row group of a staged (and so of a partition) file
+STAGING_BUFFER_ROWS = 40_000  # rows buffered across months: past it the fullest month is spooled
 SUSPECTS_CHUNK = 50_000  # set-aside rows checked against the staged hashes at once
 # staged hashes probed per call: index_in builds its hash table of the set-aside hashes on
 # every call, so the small batches the hashes were written in made a check 20x slower
@@ -143,6 +144,23 @@ def use_lean_memory_pool() -> None:
         pass
 
 
+def _regrouped_tables(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """The same rows in tables of ``rows`` rows (the last one shorter)."""
+    pending: list[pa.Table] = []
+    count = 0
+    for table in tables:
+        while table.num_rows:
+            take = min(rows - count, table.num_rows)
+            pending.append(table.slice(0, take))
+            table = table.slice(take)
+            count += take
+            if count == rows:
+                yield pa.concat_tables(pending)
+                pending, count = [], 0
+    if pending:
+        yield pa.concat_tables(pending)
+
+
 def _regrouped(arrays: Iterable[pa.Array | pa.ChunkedArray], rows: int) -> Iterator[pa.Array]:
     """The same values in arrays of about ``rows`` values."""
     pending: list[pa.Array] = []
@@ -177,9 +195,19 @@ def _with_hash(cursor, spec: DatasetSpec, table: pa.Table) -> pa.Table:
 
 
 class _MonthFiles:
-    """Staged files: rows split by month, buffered into row groups, written in the partition
-    layout. The row hashes of every month also go to one file of their own, to check the
-    set-aside rows against while the month files are still open."""
+    """Staged files: rows split by month, spooled while the input is read, then written in
+    the partition layout as one Parquet file per month (per set of columns) in row groups of
+    :data:`STAGING_ROW_GROUP` rows.
+
+    The rows of many months come interleaved, so a month's rows arrive a few thousand at a
+    time. Written straight to Parquet they made thousands of small row groups, and an open
+    Parquet writer keeps the metadata of every row group it wrote (about 0.8 KB per column
+    chunk) until it is closed: memory grew with the input (40 MB at 8M rows). A month's rows
+    are therefore appended to an Arrow IPC stream, which keeps nothing in memory, and only
+    one month's Parquet file is open at a time.
+
+    The row hashes of every month also go to one file of their own, to check the set-aside
+    rows against."""
 
     def __init__(self, spec: DatasetSpec, new_path: Callable[[], Path], source: str, extracted_at: datetime):
         self.spec = spec
@@ -187,7 +215,7 @@ class _MonthFiles:
         self.source = source
         self.extracted_at = extracted_at
         self.files: dict[str, list[Path]] = {}
-        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._spools: dict[str, _RowFile] = {}
         self._pending: dict[str, list[pa.Table]] = {}
         self._hashes: _RowFile | None = _RowFile(new_path)
 
@@ -247,17 +275,25 @@ class _MonthFiles:
         tables = self._pending.pop(month, [])
         if not tables:
             return
-        table = self._in_layout(pa.concat_tables(tables) if len(tables) > 1 else tables[0])
-        writer = self._writers.get(month)
-        if writer is None or not writer.schema.equals(table.schema):
-            if writer is not None:
-                writer.close()
-            path = self.new_path()
-            writer = self._writers[month] = pq.ParquetWriter(path, table.schema)
-            self.files.setdefault(month, []).append(path)
-        writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        spool = self._spools.get(month)
+        if spool is None:
+            spool = self._spools[month] = _RowFile(self.new_path, buffer_rows=0)
+        spool.add(table)
         if self._hashes is not None:
             self._hashes.add(table.select(["_row_hash"]))
+
+    def _write_month(self, month: str, spool: _RowFile) -> None:
+        """The month's spooled rows as Parquet files in the partition layout."""
+        spool.close()
+        for path in spool.paths:
+            with _OpenedLater(self.new_path) as writer:
+                tables = (pa.Table.from_batches([b]) for b in _RowFile.batches(path))
+                for group in _regrouped_tables(tables, STAGING_ROW_GROUP):
+                    writer.write(self._in_layout(group))
+            if writer.path is not None:
+                self.files.setdefault(month, []).append(writer.path)
+            path.unlink()
 
     def _in_layout(self, table: pa.Table) -> pa.Table:
         """Every listed column (NULL where missing), extras, then the meta columns (the
@@ -280,24 +316,54 @@ class _MonthFiles:
         return pa.Table.from_arrays(columns, schema=schema)
 
     def close(self, flush: bool = True) -> None:
-        """Close every file, first writing what is buffered (unless after a failure)."""
+        """Write every month's files from what is spooled and buffered; after a failure
+        (``flush=False``) only remove the spools."""
         if flush:
             self.flush_all()
         self._pending.clear()
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
+        spools, self._spools = self._spools, {}
+        try:
+            for month in sorted(spools) if flush else ():
+                self._write_month(month, spools.pop(month))
+        finally:
+            for spool in spools.values():
+                spool.close()
+                spool.delete()
         if self._hashes is not None:
             self._hashes.close()
+
+
+class _OpenedLater:
+    """A Parquet writer opened on the first table written to it (at a path from ``new_path``)."""
+
+    def __init__(self, new_path: Callable[[], Path]):
+        self.new_path = new_path
+        self.path: Path | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self.path = self.new_path()
+            self._writer = pq.ParquetWriter(self.path, table.schema)
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+
+    def __enter__(self) -> "_OpenedLater":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 class _RowFile:
     """Rows appended to an Arrow IPC file (a new file if the columns change), read back one
     batch at a time: the set-aside rows, the staged row hashes. Never a partition file."""
 
-    def __init__(self, new_path: Callable[[], Path]):
+    def __init__(self, new_path: Callable[[], Path], buffer_rows: int = STAGING_ROW_GROUP):
         self.new_path = new_path
+        self.buffer_rows = buffer_rows  # rows gathered before a write (0: each table at once)
         self.paths: list[Path] = []
+        self.schemas: dict[Path, pa.Schema] = {}
         self.rows = 0
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
         self._sink: pa.OSFile | None = None
@@ -313,7 +379,7 @@ class _RowFile:
             self._flush()
         self._pending.append(table)
         self.rows += table.num_rows
-        if sum(t.num_rows for t in self._pending) >= STAGING_ROW_GROUP or len(self._pending) >= 256:
+        if sum(t.num_rows for t in self._pending) >= self.buffer_rows or len(self._pending) >= 256:
             self._flush()
 
     def _flush(self) -> None:
@@ -324,6 +390,7 @@ class _RowFile:
         if self._writer is None or not self._schema.equals(table.schema):
             self._close_file()
             self.paths.append(self.new_path().with_suffix(".arrow"))
+            self.schemas[self.paths[-1]] = table.schema
             self._sink = pa.OSFile(str(self.paths[-1]), "wb")
             self._writer = pa.ipc.new_stream(self._sink, table.schema)
             self._schema = table.schema

@@ -223,3 +223,43 @@ def test_a_csv_of_many_blocks_and_batches_imports_every_row_once(tmp_path, monke
     assert dd.read("premium_usage_files").num_rows == 20_000
     assert report.dataset_rows == {"premium_usage_files": 20_000}
     assert not list((tmp_path / "data" / ".tmp").iterdir())
+
+
+def test_interleaved_months_make_one_file_per_month_of_full_row_groups(tmp_path, monkeypatch):
+    # Months come interleaved row by row, a few rows of each month per flush. Before the
+    # spool, every flush became a row group of its own (and an open Parquet writer keeps the
+    # metadata of each: memory grew with the input); now a month is written at the end, in
+    # row groups of STAGING_ROW_GROUP rows.
+    monkeypatch.setattr(staging, "STAGING_ROW_GROUP", 1_000)
+    monkeypatch.setattr(staging, "STAGING_BUFFER_ROWS", 120)
+    dd = DataDir(tmp_path)
+    rows = usage_rows(12_345, months=4)
+    write(dd, rows.to_batches(max_chunksize=97), "usage.csv")
+    files = dd.data_files("premium_usage_files")
+    assert len(files) == 4
+    for path in files:
+        groups = [pq.ParquetFile(path).metadata.row_group(i).num_rows
+                  for i in range(pq.ParquetFile(path).metadata.num_row_groups)]
+        assert groups[:-1] == [1_000] * (len(groups) - 1) and 0 < groups[-1] <= 1_000
+        assert sum(groups) in (3_086, 3_087)
+    assert keyed(dd.read("premium_usage_files").select(rows.column_names)) == keyed(rows)
+    assert not list((tmp_path / ".tmp").iterdir())
+
+
+def test_a_failed_write_leaves_no_spool_behind(tmp_path):
+    dd = DataDir(tmp_path)
+    write(dd, usage_rows(500), "first.csv")
+    before = keyed(dd.read("premium_usage_files"))
+
+    def batches():
+        yield from usage_rows(3_000, start=500).to_batches(max_chunksize=100)
+        raise RuntimeError("the input broke")
+
+    try:
+        write(dd, batches(), "second.csv")
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the write should have failed")
+    assert keyed(dd.read("premium_usage_files")) == before
+    assert not [p for p in (tmp_path / ".tmp").rglob("*") if p.is_file()]
