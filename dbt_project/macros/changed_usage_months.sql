@@ -12,7 +12,7 @@
         {%- endset -%}
     {%- else -%}
         {%- set changes -%}
-            select usage_month, max(extracted_at) as last_extracted_at from {{ upstream }} group by usage_month
+            select usage_month, max(extracted_at) as last_extracted_at from {{ upstream }} as upstream_rows group by usage_month
         {%- endset -%}
     {%- endif -%}
     {%- set months_sql -%}

@@ -225,6 +225,68 @@ def test_incremental_build_adds_a_new_day_and_matches_a_full_refresh(tmp_path):
     assert incremental == full
 
 
+MONTH_MARTS = ("low_usage_users", "usage_by_cost_center", "flex_usage_by_cost_center")
+MODELS_ONLY = ["resource_type:test", "resource_type:unit_test"]
+
+
+def month_marts(data_dir) -> dict[str, list[tuple]]:
+    return {name: sorted(warehouse_query(data_dir, f"select * from marts.{name}"), key=repr) for name in MONTH_MARTS}
+
+
+def test_month_marts_rebuild_changed_months_update_the_rest_and_equal_a_full_refresh(tmp_path):
+    """On DuckDB the month marts rebuild only the months with new usage; the other rows get
+    the new as-of date and the users' new metadata in place. Every step must give what a
+    full refresh gives: a new day with a metadata change, a threshold var changed, and a run
+    with an explicit as_of_date followed by a default one."""
+    raw = tmp_path / "raw"
+    write_tiny_dataset(raw)
+    settings = Settings(data_dir=tmp_path, quiet=True)
+    run_build(settings, exclude=MODELS_ONLY)
+    before = month_marts(tmp_path)
+    assert all(before.values())
+    october = "select user_key, department, as_of_date, is_complete_month from marts.low_usage_users where usage_month = date '2026-10-01'"
+    assert warehouse_query(tmp_path, october) == [("U1", "Architecture", dt.date(2026, 11, 6), True)]
+
+    # a new day in December (Flex, so every month mart gets rows), and alice moves department:
+    # her October row is not rebuilt, it is updated
+    later = dt.datetime(2026, 12, 3, 6, 0, tzinfo=dt.timezone.utc)
+    write_raw(raw, "premium_usage", [dict(
+        usage_date=dt.date(2026, 12, 2), usage_month=dt.date(2026, 12, 1), context_id="200", team_name="Build",
+        product_name="Civil 3D", child_product_name="Civil 3D", product_line_code="CIV3D", feature_id="CIV3D",
+        version="2026", source="flex", tokens=12.0, user_id="U3", email="carol@example.com")],
+        extracted_at=later, part="part-new")
+    write_raw(raw, "user_metadata", [
+        dict(email="alice@example.com", geo="EMEA", country="France", city="Lyon", department="Engineering",
+             cost_center="CC9", project="Tower", skill_level="Expert"),
+        dict(email="bob@example.com", geo="AMER", country="USA", city="Boston", department="Drafting",
+             cost_center="CC2", project="Tower", skill_level="Novice"),
+    ], source="metadata-v2.xlsx", extracted_at=later)
+    run_build(settings, exclude=MODELS_ONLY)
+    compiled = (tmp_path / "dbt" / "target" / "compiled" / "aps_usage" / "models" / "marts" / "low_usage_users.sql").read_text()
+    # November holds the last as-of date, December is new: October is not recomputed
+    assert "usage_month >= cast('2026-11-01' as date)" in compiled and "2026-10-01" not in compiled
+    assert warehouse_query(tmp_path, october) == [("U1", "Engineering", dt.date(2026, 12, 2), True)]
+    incremental = month_marts(tmp_path)
+    assert incremental != before
+    run_build(settings, exclude=MODELS_ONLY, full_refresh=True)
+    assert month_marts(tmp_path) == incremental
+
+    # a threshold that decides which rows exist: every month is recomputed
+    run_build(settings, vars={"low_usage_max_days": 1}, exclude=MODELS_ONLY)
+    incremental = month_marts(tmp_path)
+    run_build(settings, vars={"low_usage_max_days": 1}, exclude=MODELS_ONLY, full_refresh=True)
+    assert month_marts(tmp_path) == incremental
+    assert {r[-2] for r in incremental["low_usage_users"]} == {1}
+
+    # an explicit as-of date cuts the marts short; the next default run restores the months after it
+    run_build(settings, vars={"as_of_date": "2026-10-15"}, exclude=MODELS_ONLY)
+    assert {r[10] for r in month_marts(tmp_path)["usage_by_cost_center"]} == {dt.date(2026, 10, 1)}
+    run_build(settings, exclude=MODELS_ONLY)
+    incremental = month_marts(tmp_path)
+    run_build(settings, exclude=MODELS_ONLY, full_refresh=True)
+    assert month_marts(tmp_path) == incremental
+
+
 def test_bad_var_and_bad_target_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="name=value"):
         parse_vars(["inactive_days"])

@@ -7,18 +7,31 @@ with params as (
     {{ marts_params_cte() }}
 ),
 
-subscription_use as (
+-- per offering first: the list of offerings is then built from a few rows per user x
+-- product instead of one per day (list aggregates are the costly part of this mart)
+use_by_offering as (
     select
         u.user_key,
         u.product_name,
+        u.offering_name,
         count(*) as usage_days,  -- one subscription row per user x product x day in fct_daily_usage
-        max(u.usage_date) as last_used_date,
-        {{ marts_sorted_list('u.offering_name') }} as offering_name
+        max(u.usage_date) as last_used_date
     from {{ ref('fct_daily_usage') }} as u
     cross join params as p
     where u.licensing = 'subscription'
       and {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', marts_var('lookback_days')) }}
-    group by u.user_key, u.product_name
+    group by u.user_key, u.product_name, u.offering_name
+),
+
+subscription_use as (
+    select
+        o.user_key,
+        o.product_name,
+        sum(o.usage_days) as usage_days,
+        max(o.last_used_date) as last_used_date,
+        {{ marts_sorted_list('o.offering_name') }} as offering_name
+    from use_by_offering as o
+    group by o.user_key, o.product_name
 ),
 
 rated as (

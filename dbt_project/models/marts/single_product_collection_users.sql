@@ -9,21 +9,46 @@ with params as (
     {{ marts_params_cte() }}
 ),
 
-collection_use as (
-    select
-        u.user_key,
-        u.collection_name,
-        count(distinct u.product_name) as distinct_products,
-        count(distinct u.usage_date) as usage_days,
-        {{ marts_sorted_list('u.product_name') }} as products_used,
-        max(u.product_name) as any_product_name,
-        max(u.usage_date) as last_used_date
+collection_rows as (
+    select u.user_key, u.collection_name, u.product_name, u.usage_date
     from {{ ref('fct_daily_usage') }} as u
     cross join params as p
     where u.is_collection_usage
       and u.collection_name is not null
       and {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', marts_var('lookback_days')) }}
-    group by u.user_key, u.collection_name
+),
+
+collection_days as (
+    select
+        user_key,
+        collection_name,
+        count(distinct usage_date) as usage_days,
+        max(usage_date) as last_used_date
+    from collection_rows
+    group by user_key, collection_name
+),
+
+-- the products from one row per user x collection x product, not one per day: the list
+-- aggregate is the costly part of this mart
+collection_products as (
+    select user_key, collection_name, product_name
+    from collection_rows
+    group by user_key, collection_name, product_name
+),
+
+collection_use as (
+    select
+        cp.user_key,
+        cp.collection_name,
+        count(cp.product_name) as distinct_products,
+        cd.usage_days,
+        {{ marts_sorted_list('cp.product_name') }} as products_used,
+        max(cp.product_name) as any_product_name,
+        cd.last_used_date
+    from collection_products as cp
+    inner join collection_days as cd
+        on cd.user_key = cp.user_key and cd.collection_name = cp.collection_name
+    group by cp.user_key, cp.collection_name, cd.usage_days, cd.last_used_date
 ),
 
 flagged as (
