@@ -1,5 +1,6 @@
-{#- Month marts: the big marts whose grain ends in usage_month (low_usage_users,
-    usage_by_cost_center, flex_usage_by_cost_center), rebuilt by month on DuckDB.
+{#- Month marts: the marts whose grain ends in usage_month and that read all usage
+    (low_usage_users, usage_by_cost_center, flex_usage_by_cost_center,
+    flex_multi_product_daily), rebuilt by month on DuckDB.
 
     A new day changes the rows of its own month only, except for two kinds of columns that
     every row takes from the run: the as-of date and what follows from it (is_complete_month,
@@ -56,6 +57,16 @@
             'upstream': 'fct_monthly_product_usage',
             'stored_vars': {},
             'user_columns': org_columns + slim_user_columns,
+            'run_columns': [token_cost, as_of],
+        },
+        'flex_multi_product_daily': {
+            'upstream': 'fct_daily_usage',
+            'upstream_where': "licensing = 'flex'",
+            'stored_vars': {
+                'multi_product_min_products': marts_var('multi_product_min_products'),
+                'multi_product_min_days': marts_var('multi_product_min_days'),
+            },
+            'user_columns': all_user_columns,
             'run_columns': [token_cost, as_of],
         },
         'flex_usage_by_cost_center': {

@@ -225,7 +225,7 @@ def test_incremental_build_adds_a_new_day_and_matches_a_full_refresh(tmp_path):
     assert incremental == full
 
 
-MONTH_MARTS = ("low_usage_users", "usage_by_cost_center", "flex_usage_by_cost_center")
+MONTH_MARTS = ("low_usage_users", "usage_by_cost_center", "flex_usage_by_cost_center", "flex_multi_product_daily")
 MODELS_ONLY = ["resource_type:test", "resource_type:unit_test"]
 
 
@@ -241,7 +241,8 @@ def test_month_marts_rebuild_changed_months_update_the_rest_and_equal_a_full_ref
     raw = tmp_path / "raw"
     write_tiny_dataset(raw)
     settings = Settings(data_dir=tmp_path, quiet=True)
-    run_build(settings, exclude=MODELS_ONLY)
+    base = {"multi_product_min_products": 1, "multi_product_min_days": 0}  # the tiny data has little Flex
+    run_build(settings, vars=base, exclude=MODELS_ONLY)
     before = month_marts(tmp_path)
     assert all(before.values())
     october = "select user_key, department, as_of_date, is_complete_month from marts.low_usage_users where usage_month = date '2026-10-01'"
@@ -261,29 +262,30 @@ def test_month_marts_rebuild_changed_months_update_the_rest_and_equal_a_full_ref
         dict(email="bob@example.com", geo="AMER", country="USA", city="Boston", department="Drafting",
              cost_center="CC2", project="Tower", skill_level="Novice"),
     ], source="metadata-v2.xlsx", extracted_at=later)
-    run_build(settings, exclude=MODELS_ONLY)
+    run_build(settings, vars=base, exclude=MODELS_ONLY)
     compiled = (tmp_path / "dbt" / "target" / "compiled" / "aps_usage" / "models" / "marts" / "low_usage_users.sql").read_text()
     # November holds the last as-of date, December is new: October is not recomputed
     assert "usage_month >= cast('2026-11-01' as date)" in compiled and "2026-10-01" not in compiled
     assert warehouse_query(tmp_path, october) == [("U1", "Engineering", dt.date(2026, 12, 2), True)]
     incremental = month_marts(tmp_path)
     assert incremental != before
-    run_build(settings, exclude=MODELS_ONLY, full_refresh=True)
+    run_build(settings, vars=base, exclude=MODELS_ONLY, full_refresh=True)
     assert month_marts(tmp_path) == incremental
 
     # a threshold that decides which rows exist: every month is recomputed
-    run_build(settings, vars={"low_usage_max_days": 1}, exclude=MODELS_ONLY)
+    run_build(settings, vars={**base, "low_usage_max_days": 1, "multi_product_min_days": 1}, exclude=MODELS_ONLY)
     incremental = month_marts(tmp_path)
-    run_build(settings, vars={"low_usage_max_days": 1}, exclude=MODELS_ONLY, full_refresh=True)
+    run_build(settings, vars={**base, "low_usage_max_days": 1, "multi_product_min_days": 1}, exclude=MODELS_ONLY,
+              full_refresh=True)
     assert month_marts(tmp_path) == incremental
     assert {r[-2] for r in incremental["low_usage_users"]} == {1}
 
     # an explicit as-of date cuts the marts short; the next default run restores the months after it
-    run_build(settings, vars={"as_of_date": "2026-10-15"}, exclude=MODELS_ONLY)
+    run_build(settings, vars={**base, "as_of_date": "2026-10-15"}, exclude=MODELS_ONLY)
     assert {r[10] for r in month_marts(tmp_path)["usage_by_cost_center"]} == {dt.date(2026, 10, 1)}
-    run_build(settings, exclude=MODELS_ONLY)
+    run_build(settings, vars=base, exclude=MODELS_ONLY)
     incremental = month_marts(tmp_path)
-    run_build(settings, exclude=MODELS_ONLY, full_refresh=True)
+    run_build(settings, vars=base, exclude=MODELS_ONLY, full_refresh=True)
     assert month_marts(tmp_path) == incremental
 
 

@@ -1,16 +1,21 @@
 {#- flex_multi_product_daily: one row per user x usage_month in which the user had more than
     `multi_product_min_days` days on which they used at least `multi_product_min_products`
-    distinct Flex products (each such day pays tokens for every product). -#}
+    distinct Flex products (each such day pays tokens for every product). Rebuilt by month
+    on DuckDB (macros/month_marts.sql). -#}
+{{ month_mart_config() }}
 with params as (
     {{ marts_params_cte() }}
 ),
 
 flex_use as (
-    select u.user_key, u.usage_month, u.usage_date, u.product_name, u.tokens
+    select u.user_key, u.usage_month, u.usage_date, u.product_name, u.tokens, u.extracted_at
     from {{ ref('fct_daily_usage') }} as u
     cross join params as p
     where u.licensing = 'flex'
       and u.usage_date <= p.as_of_date
+      {%- if month_mart_is_partial() %}
+      and {{ month_mart_rebuilt_months('u.usage_date') }}
+      {%- endif %}
 ),
 
 daily as (
@@ -21,7 +26,8 @@ daily as (
         -- fct_daily_usage has one row per user x product x day x licensing: each Flex row
         -- of a day is another product
         count(*) as distinct_products,
-        sum(tokens) as tokens
+        sum(tokens) as tokens,
+        max(extracted_at) as extracted_at
     from flex_use
     group by user_key, usage_month, usage_date
 ),
@@ -36,7 +42,8 @@ monthly as (
         max(distinct_products) as max_products_per_day,
         sum(tokens) as tokens,
         sum(case when distinct_products >= {{ marts_var('multi_product_min_products') }} then tokens else 0 end)
-            as multi_product_day_tokens
+            as multi_product_day_tokens,
+        max(extracted_at) as extracted_at
     from daily
     group by user_key, usage_month
 ),
@@ -60,7 +67,7 @@ products as (
 
 select
     m.user_key,
-    {{ marts_user_columns('d') }},
+    {{ month_mart_select_columns('flex_multi_product_daily', 'user_columns') }},
     m.usage_month,
     m.multi_product_days,
     m.flex_usage_days,
@@ -68,9 +75,11 @@ select
     pd.distinct_products,
     pd.products_used,
     m.tokens,
-    m.tokens * {{ marts_var('token_price') }} as token_cost,
     m.multi_product_day_tokens,
-    p.as_of_date
+    {{ month_mart_select_columns('flex_multi_product_daily', 'run_columns') }},
+    {{ marts_var('multi_product_min_products') }} as multi_product_min_products,
+    {{ marts_var('multi_product_min_days') }} as multi_product_min_days,
+    m.extracted_at
 from qualifying as m
 inner join products as pd on pd.user_key = m.user_key and pd.usage_month = m.usage_month
 cross join params as p

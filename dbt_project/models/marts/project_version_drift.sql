@@ -8,11 +8,11 @@ with params as (
     {{ marts_params_cte() }}
 ),
 
-version_use as (
-    select distinct up.project, u.product_name, u.version, u.user_key
+-- distinct before the project join: a user with two projects would double every day row
+user_versions as (
+    select distinct u.user_key, u.product_name, u.version
     from {{ ref('fct_daily_usage') }} as u
     cross join params as p
-    inner join {{ ref('int_user_projects') }} as up on up.user_key = u.user_key
     where u.version is not null
       and trim(u.version) <> ''
       and {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', marts_var('lookback_days')) }}
@@ -20,12 +20,13 @@ version_use as (
 
 per_version as (
     select
-        project,
-        product_name,
-        version,
-        count(distinct user_key) as users
-    from version_use
-    group by project, product_name, version
+        up.project,
+        uv.product_name,
+        uv.version,
+        count(*) as users  -- one row per user: int_user_projects is unique per (user, project)
+    from user_versions as uv
+    inner join {{ ref('int_user_projects') }} as up on up.user_key = uv.user_key
+    group by up.project, uv.product_name, uv.version
 ),
 
 ranked as (
