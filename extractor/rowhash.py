@@ -1,4 +1,4 @@
-"""The row hash (``_row_hash``) and a bounded set of the hashes one write has seen.
+"""The row hash (``_row_hash``), and its first 64 bits as a number for sorting.
 
 ``_row_hash`` is md5 hex over ``name=value`` of the dataset's listed columns that are not
 NULL, joined by chr(31), with DuckDB's text for each value. Existing data dirs and dbt's
@@ -14,10 +14,6 @@ import numpy as np
 import pyarrow as pa
 
 from .schemas import DatasetSpec
-
-# 2^26 bits (8 MB): a new row of a 3M-row write is taken for a possible duplicate with a
-# probability of 0.7%; 1M rows: 0.09%.
-_FILTER_BITS = 26
 
 
 def sql_str(value: str) -> str:
@@ -49,7 +45,7 @@ for _i, _c in enumerate(b"0123456789abcdef"):
     _HEX[_c] = _i
 
 
-def _first_64_bits(hashes: pa.Array) -> np.ndarray:
+def first_64_bits(hashes: pa.Array) -> np.ndarray:
     """The first 16 hex digits of each md5 hex string as a uint64."""
     n = len(hashes)
     if hashes.null_count:
@@ -63,38 +59,3 @@ def _first_64_bits(hashes: pa.Array) -> np.ndarray:
     if (digits == 255).any():
         raise ValueError("row hash is not lower-case hex")
     return np.ascontiguousarray((digits[:, 0::2] << 4) | digits[:, 1::2]).view(np.uint64).ravel()
-
-
-class SeenFilter:
-    """Which row hashes a write may have staged already: a Bloom filter of fixed size over
-    the first 64 bits of each hash (two probes), so memory does not grow with the file.
-
-    :meth:`new_rows` says which rows of a batch are surely new (and remembers them); the
-    others either repeat a row of the batch or may repeat an earlier one, and are checked
-    against the full hashes of the staged rows by the caller.
-    """
-
-    def __init__(self, bits: int = _FILTER_BITS):
-        self._shift = np.uint64(64 - bits)
-        self._mask = np.uint64((1 << bits) - 1)
-        self._bits = np.zeros(1 << (bits - 3), dtype=np.uint8)
-
-    def new_rows(self, hashes: pa.Array) -> np.ndarray:
-        """A mask: True for rows whose hash is surely not in the filter nor earlier in the batch."""
-        keys = _first_64_bits(hashes)
-        new = np.ones(len(keys), dtype=bool)
-        order = np.argsort(keys, kind="stable")  # equal keys adjacent, the first one first
-        ordered = keys[order]
-        new[order[1:][ordered[1:] == ordered[:-1]]] = False
-        maybe = np.ones(len(keys), dtype=bool)
-        positions = [self._position(slot) for slot in (keys >> self._shift, keys & self._mask)]
-        for byte, bit in positions:  # two independent slices of the md5 bits
-            maybe &= (self._bits[byte] & bit) != 0
-        new &= ~maybe
-        for byte, bit in positions:
-            np.bitwise_or.at(self._bits, byte[new], bit[new])
-        return new
-
-    @staticmethod
-    def _position(slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (slot >> np.uint64(3)).astype(np.intp), np.left_shift(np.uint8(1), (slot & np.uint64(7)).astype(np.uint8))

@@ -8,20 +8,17 @@ one (the CSV reader and converters release the GIL), then the rows are split by 
 spooled per month to an Arrow IPC stream; at the end each month is written as one Parquet
 file in row groups of :data:`STAGING_ROW_GROUP` rows (see :class:`_MonthFiles` for why).
 
-Duplicates within the write are dropped on the way when every row of the write has the same
-``_source`` and ``_extracted_at`` (an import, an API call): of equal rows the merge keeps
-the newest, and these are tied, so keeping the first is what the merge would do. A row whose
-hash a fixed-size filter (:class:`~.rowhash.SeenFilter`) may have seen is set aside; at the
-end the set-aside rows of a month are checked against the full hashes of its staged rows,
-and those that are not duplicates after all are added. The set-aside rows are checked in
-chunks of :data:`SUSPECTS_CHUNK` rows, one pass over the staged hashes each, so memory stays
-bounded however many rows are set aside (a file that holds most rows twice, or a file so
-large that the filter fills up).
+Duplicates within the write are dropped when every row of the write has the same
+``_source`` and ``_extracted_at`` (an import, an API call): of equal rows the merge keeps the
+newest, and these are tied, so keeping the first is what the merge would do. Equal rows have
+the same usage date, so they are in the same month: when a month is written, the first 64
+bits of its rows' hashes are sorted (8 bytes a row), rows whose bits repeat are compared by
+their full hash, and only the first of equal rows is written. Memory follows the rows of the
+largest month, never the whole input.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -37,15 +34,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import InputError
-from .rowhash import SeenFilter, row_hashes
+from .rowhash import first_64_bits, row_hashes
 from .schemas import META_COLUMNS, DatasetSpec
 
 STAGING_ROW_GROUP = 64_000  # rows of a row group of a staged (and so of a partition) file
 STAGING_BUFFER_ROWS = 40_000  # rows buffered across months: past it the fullest month is spooled
-SUSPECTS_CHUNK = 50_000  # set-aside rows checked against the staged hashes at once
-# staged hashes probed per call: index_in builds its hash table of the set-aside hashes on
-# every call, so the small batches the hashes were written in made a check 20x slower
-HASH_PROBE_ROWS = 262_144
 
 
 @dataclass
@@ -75,23 +68,7 @@ def stage(
     (in a worker thread: one DuckDB thread is enough, the other core reads the input)."""
     use_lean_memory_pool()
     months = _MonthFiles(spec, new_path, source, extracted_at)
-    set_aside = _RowFile(new_path)
-    seen = SeenFilter()
-    deduped = True
     rows = 0
-
-    def sink(table: pa.Table) -> None:
-        nonlocal deduped
-        if "_source" in table.column_names or "_extracted_at" in table.column_names:
-            deduped = False  # per-row values: the merge decides which of equal rows is newest
-        elif deduped and table.num_rows:
-            new = seen.new_rows(table.column("_row_hash").combine_chunks())
-            if not new.all():
-                mask = pa.array(new)
-                set_aside.add(table.filter(pc.invert(mask)))
-                table = table.filter(mask)
-        months.add(table)
-
     try:
         # one table hashed ahead while the caller reads the next
         with ThreadPoolExecutor(1, thread_name_prefix="aps-usage-row-hash") as pool:
@@ -102,33 +79,20 @@ def stage(
                     rows += table.num_rows
                     job = pool.submit(_with_hash, cursor, spec, table)
                     if ahead is not None:
-                        sink(ahead.result())
+                        months.add(ahead.result())
                     ahead = job
                     after_batch()
                 if ahead is not None:
-                    sink(ahead.result())
+                    months.add(ahead.result())
                     ahead = None
             finally:
                 if ahead is not None:
                     ahead.cancel()
-        set_aside.close()
-        staged_hashes = months.close_hashes()
-        release_memory()  # the reading buffers, before the set-aside rows are checked
-        if deduped:
-            extras = set_aside.not_in(staged_hashes, months.pending_hashes(), SUSPECTS_CHUNK)
-        else:  # the merge de-duplicates: the set-aside rows go with the others
-            extras = set_aside.chunks(SUSPECTS_CHUNK)
-        for extra in extras:
-            months.add(extra)
-            release_memory()  # the chunk just checked, before the next one is read
-        set_aside.delete()
-        if staged_hashes is not None:
-            staged_hashes.unlink()
+        release_memory()  # the reading buffers, before the months are written
         months.close()
     finally:
         months.close(flush=False)
-        set_aside.close()
-    return Staged(months.files, rows, deduped)
+    return Staged(months.files, rows, months.dedupe)
 
 
 def use_lean_memory_pool() -> None:
@@ -161,21 +125,6 @@ def _regrouped_tables(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Tabl
         yield pa.concat_tables(pending)
 
 
-def _regrouped(arrays: Iterable[pa.Array | pa.ChunkedArray], rows: int) -> Iterator[pa.Array]:
-    """The same values in arrays of about ``rows`` values."""
-    pending: list[pa.Array] = []
-    count = 0
-    for array in arrays:
-        for chunk in (array.chunks if isinstance(array, pa.ChunkedArray) else [array]):
-            pending.append(chunk)
-            count += len(chunk)
-            if count >= rows:
-                yield pa.concat_arrays(pending)
-                pending, count = [], 0
-    if pending:
-        yield pa.concat_arrays(pending)
-
-
 def release_memory() -> None:
     """Return freed buffers to the OS (Arrow's pool, then glibc's heap)."""
     pa.default_memory_pool().release_unused()
@@ -206,18 +155,21 @@ class _MonthFiles:
     are therefore appended to an Arrow IPC stream, which keeps nothing in memory, and only
     one month's Parquet file is open at a time.
 
-    The row hashes of every month also go to one file of their own, to check the set-aside
-    rows against."""
+    A month's row hashes are spooled apart as well, so that its duplicates can be found (see
+    :func:`_first_of_equal_rows`) before its rows are read back. ``dedupe`` turns false when
+    a table brings its own ``_source`` or ``_extracted_at``: then the merge decides which of
+    equal rows is the newest."""
 
     def __init__(self, spec: DatasetSpec, new_path: Callable[[], Path], source: str, extracted_at: datetime):
         self.spec = spec
         self.new_path = new_path
         self.source = source
         self.extracted_at = extracted_at
+        self.dedupe = True
         self.files: dict[str, list[Path]] = {}
         self._spools: dict[str, _RowFile] = {}
+        self._hash_spools: dict[str, _RowFile] = {}
         self._pending: dict[str, list[pa.Table]] = {}
-        self._hashes: _RowFile | None = _RowFile(new_path)
 
     def check(self, table: pa.Table, source: str) -> None:
         column = self.spec.date_column
@@ -229,6 +181,8 @@ class _MonthFiles:
                 raise InputError(f"{source}: column '{column}': {nulls} row(s) have no date")
 
     def add(self, table: pa.Table) -> None:
+        if "_source" in table.column_names or "_extracted_at" in table.column_names:
+            self.dedupe = False
         if not self.spec.date_column:
             self._buffer("", table)
             return
@@ -243,16 +197,6 @@ class _MonthFiles:
             key = int(keys[start])
             # a take per month, not slices of one: a buffered slice would keep the whole batch alive
             self._buffer(f"{key // 100:04d}-{key % 100:02d}", table.take(order.slice(start, end - start)))
-
-    def close_hashes(self) -> Path | None:
-        """Close the file of the hashes of the rows written so far; its path, if any."""
-        hashes, self._hashes = self._hashes, None
-        hashes.close()
-        return hashes.path
-
-    def pending_hashes(self) -> list[pa.ChunkedArray]:
-        """The hashes of the rows buffered, not written yet."""
-        return [t.column("_row_hash") for tables in self._pending.values() for t in tables]
 
     def flush_all(self) -> None:
         for month in list(self._pending):
@@ -276,24 +220,44 @@ class _MonthFiles:
         if not tables:
             return
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        spool = self._spools.get(month)
-        if spool is None:
-            spool = self._spools[month] = _RowFile(self.new_path, buffer_rows=0)
-        spool.add(table)
-        if self._hashes is not None:
-            self._hashes.add(table.select(["_row_hash"]))
+        if month not in self._spools:
+            self._spools[month] = _RowFile(self.new_path)
+            self._hash_spools[month] = _RowFile(self.new_path)
+        self._spools[month].add(table)
+        self._hash_spools[month].add(table.select(["_row_hash"]))
 
-    def _write_month(self, month: str, spool: _RowFile) -> None:
-        """The month's spooled rows as Parquet files in the partition layout."""
-        spool.close()
-        for path in spool.paths:
-            with _OpenedLater(self.new_path) as writer:
-                tables = (pa.Table.from_batches([b]) for b in _RowFile.batches(path))
-                for group in _regrouped_tables(tables, STAGING_ROW_GROUP):
-                    writer.write(self._in_layout(group))
-            if writer.path is not None:
-                self.files.setdefault(month, []).append(writer.path)
-            path.unlink()
+    def _write_month(self, month: str) -> None:
+        """The month's spooled rows as Parquet files in the partition layout, without
+        repeats when de-duplicating."""
+        spool, hashes = self._spools.pop(month), self._hash_spools.pop(month)
+        try:
+            spool.close()
+            hashes.close()
+            keep = _first_of_equal_rows(hashes) if self.dedupe else None
+            hashes.delete()
+            seen = 0
+            for path in spool.paths:
+                with _OpenedLater(self.new_path) as writer:
+                    for group in _regrouped_tables(self._kept(path, keep, seen), STAGING_ROW_GROUP):
+                        writer.write(self._in_layout(group))
+                seen += spool.rows_in[path]
+                if writer.path is not None:
+                    self.files.setdefault(month, []).append(writer.path)
+                path.unlink()
+        finally:
+            spool.delete()
+            hashes.delete()
+
+    @staticmethod
+    def _kept(path: Path, keep: np.ndarray | None, first_row: int) -> Iterator[pa.Table]:
+        """The rows of one spool file, less those ``keep`` (over the month's rows) drops."""
+        row = first_row
+        for batch in _RowFile.batches(path):
+            table = pa.Table.from_batches([batch])
+            if keep is not None:
+                table = table.filter(pa.array(keep[row: row + batch.num_rows]))
+            row += batch.num_rows
+            yield table
 
     def _in_layout(self, table: pa.Table) -> pa.Table:
         """Every listed column (NULL where missing), extras, then the meta columns (the
@@ -320,17 +284,41 @@ class _MonthFiles:
         (``flush=False``) only remove the spools."""
         if flush:
             self.flush_all()
+            for month in sorted(self._spools):
+                self._write_month(month)
         self._pending.clear()
-        spools, self._spools = self._spools, {}
-        try:
-            for month in sorted(spools) if flush else ():
-                self._write_month(month, spools.pop(month))
-        finally:
-            for spool in spools.values():
-                spool.close()
-                spool.delete()
-        if self._hashes is not None:
-            self._hashes.close()
+        for spool in [*self._spools.values(), *self._hash_spools.values()]:
+            spool.close()
+            spool.delete()
+        self._spools.clear()
+        self._hash_spools.clear()
+
+
+def _first_of_equal_rows(hashes: "_RowFile") -> np.ndarray | None:
+    """Over a month's rows in spool order: True for the first row of each row hash, False for
+    the repeats; None when no hash repeats. The first 64 bits of every hash are sorted (8
+    bytes a row); only rows whose bits repeat are compared by their full hash."""
+    keys = np.concatenate([first_64_bits(b.column(0)) for b in hashes.all_batches()] or [np.empty(0, np.uint64)])
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    repeat = ordered[1:] == ordered[:-1]
+    if not repeat.any():
+        return None
+    candidates = np.zeros(len(keys), dtype=bool)
+    candidates[order[1:][repeat]] = True
+    candidates[order[:-1][repeat]] = True
+    positions = np.flatnonzero(candidates)
+    full, start = [], 0
+    for batch in hashes.all_batches():
+        end = start + batch.num_rows
+        inside = positions[(positions >= start) & (positions < end)] - start
+        full.append(batch.column(0).take(pa.array(inside)))
+        start = end
+    codes = pc.dictionary_encode(pa.concat_arrays(full)).indices.to_numpy()
+    keep = np.ones(len(keys), dtype=bool)
+    keep[positions] = False
+    keep[positions[np.unique(codes, return_index=True)[1]]] = True  # positions are in row order
+    return keep
 
 
 class _OpenedLater:
@@ -356,93 +344,45 @@ class _OpenedLater:
 
 
 class _RowFile:
-    """Rows appended to an Arrow IPC file (a new file if the columns change), read back one
-    batch at a time: the set-aside rows, the staged row hashes. Never a partition file."""
+    """Tables appended to an Arrow IPC stream file (a new file when the columns change), read
+    back one batch at a time: a month's rows, a month's row hashes. Never a partition file."""
 
-    def __init__(self, new_path: Callable[[], Path], buffer_rows: int = STAGING_ROW_GROUP):
+    def __init__(self, new_path: Callable[[], Path]):
         self.new_path = new_path
-        self.buffer_rows = buffer_rows  # rows gathered before a write (0: each table at once)
         self.paths: list[Path] = []
-        self.schemas: dict[Path, pa.Schema] = {}
-        self.rows = 0
+        self.rows_in: dict[Path, int] = {}
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
         self._sink: pa.OSFile | None = None
         self._schema: pa.Schema | None = None
-        self._pending: list[pa.Table] = []
-
-    @property
-    def path(self) -> Path | None:
-        return self.paths[-1] if len(self.paths) == 1 else None
 
     def add(self, table: pa.Table) -> None:
-        if self._pending and not self._pending[0].schema.equals(table.schema):
-            self._flush()
-        self._pending.append(table)
-        self.rows += table.num_rows
-        if sum(t.num_rows for t in self._pending) >= self.buffer_rows or len(self._pending) >= 256:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        table = pa.concat_tables(self._pending)
-        self._pending = []
         if self._writer is None or not self._schema.equals(table.schema):
-            self._close_file()
+            self.close()
             self.paths.append(self.new_path().with_suffix(".arrow"))
-            self.schemas[self.paths[-1]] = table.schema
+            self.rows_in[self.paths[-1]] = 0
             self._sink = pa.OSFile(str(self.paths[-1]), "wb")
             self._writer = pa.ipc.new_stream(self._sink, table.schema)
             self._schema = table.schema
         self._writer.write_table(table)
+        self.rows_in[self.paths[-1]] += table.num_rows
 
-    def _close_file(self) -> None:
+    def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._sink.close()
             self._writer = self._sink = None
-
-    def close(self) -> None:
-        self._flush()
-        self._close_file()
 
     @staticmethod
     def batches(path: Path) -> Iterator[pa.RecordBatch]:
         with pa.OSFile(str(path)) as source:  # not memory-mapped: read batch by batch
             yield from pa.ipc.open_stream(source)
 
-    def chunks(self, rows: int) -> Iterator[pa.Table]:
-        """The rows in tables of about ``rows`` rows (one file's schema each)."""
+    def all_batches(self) -> Iterator[pa.RecordBatch]:
         for path in self.paths:
-            pending: list[pa.RecordBatch] = []
-            for batch in self.batches(path):
-                pending.append(batch)
-                if sum(b.num_rows for b in pending) >= rows:
-                    yield pa.Table.from_batches(pending)
-                    pending = []
-            if pending:
-                yield pa.Table.from_batches(pending)
-
-    def not_in(self, staged_hashes: Path | None, buffered: list[pa.ChunkedArray], rows: int) -> Iterator[pa.Table]:
-        """In chunks of about ``rows`` rows: the rows whose hash is neither staged (in the file
-        ``staged_hashes`` or among the ``buffered`` ones) nor on an earlier row."""
-        kept: list[pa.Array] = []  # hashes of the rows already yielded (not in staged_hashes)
-        for chunk in self.chunks(rows):
-            hashes = chunk.column("_row_hash").combine_chunks()
-            distinct = pc.unique(hashes)
-            staged = np.zeros(len(distinct), dtype=bool)
-            batches = [] if staged_hashes is None else self.batches(staged_hashes)
-            columns = itertools.chain((b.column(0) for b in batches), buffered, kept)
-            for column in _regrouped(columns, HASH_PROBE_ROWS):
-                staged[pc.index_in(column, value_set=distinct).drop_null().to_numpy()] = True
-            at = pc.index_in(hashes, value_set=distinct).to_numpy()
-            first = np.zeros(len(at), dtype=bool)
-            first[np.unique(at, return_index=True)[1]] = True
-            new = chunk.filter(pa.array(first & ~staged[at]))
-            kept.append(new.column("_row_hash").combine_chunks())
-            yield new
+            yield from self.batches(path)
 
     def delete(self) -> None:
+        self.close()
         for p in self.paths:
             p.unlink(missing_ok=True)
         self.paths = []

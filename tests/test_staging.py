@@ -4,17 +4,17 @@ merge of other months gives the same rows as the window over every row did."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from datetime import date, datetime, timezone
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from extractor import staging
 from extractor.dataset import DataDir, Replace, full_schema
-from extractor.rowhash import SeenFilter, hash_expr
+from extractor.rowhash import hash_expr
 from extractor.schemas import DATASETS
 
 
@@ -113,21 +113,19 @@ def test_a_new_month_is_deduplicated_within_the_file(tmp_path):
             DATASETS["premium_usage_files"].columns)
 
 
-def test_rows_the_filter_mistakes_for_repeats_are_kept(tmp_path, monkeypatch):
-    # a 256-bit filter: almost every new row may have been seen, and is checked against the
-    # staged hashes instead
-    monkeypatch.setattr(staging, "SeenFilter", functools.partial(SeenFilter, bits=8))
+def test_rows_whose_first_64_bits_collide_are_told_apart_by_the_full_hash(tmp_path, monkeypatch):
+    # every row gets the same 64-bit key: all are compared by their full hash, and only the
+    # real repeats go
+    monkeypatch.setattr(staging, "first_64_bits", lambda hashes: np.zeros(len(hashes), dtype=np.uint64))
     dd = DataDir(tmp_path)
     rows = usage_rows(5_000)
-    write(dd, pa.concat_tables([rows, rows.slice(100, 50)]).to_batches(max_chunksize=700), "usage.csv")
+    doubled = pa.concat_tables([rows, rows.slice(100, 50)])
+    write(dd, doubled.to_batches(max_chunksize=700), "usage.csv")
     assert keyed(dd.read("premium_usage_files").select(rows.column_names)) == keyed(rows)
+    assert hashes_and_sources(dd) == reference(dd, "premium_usage_files", [(doubled, "usage.csv")])
 
 
-def test_set_aside_rows_are_checked_in_chunks_whatever_their_number(tmp_path, monkeypatch):
-    # a file of mostly repeated rows, a filter that mistakes most new rows for repeats, and
-    # chunks of 10 rows: every chunk is checked against the staged rows and the earlier chunks
-    monkeypatch.setattr(staging, "SUSPECTS_CHUNK", 10)
-    monkeypatch.setattr(staging, "SeenFilter", functools.partial(SeenFilter, bits=8))
+def test_a_file_of_mostly_repeated_rows_keeps_each_row_once(tmp_path):
     dd = DataDir(tmp_path)
     rows = usage_rows(2_000)
     tripled = pa.concat_tables([rows, rows.slice(0, 700), rows, rows.slice(1_500, 20)])
@@ -186,13 +184,19 @@ def test_an_empty_write_of_a_dataset_without_months_still_replaces_it(tmp_path):
     assert len(dd.data_files("user_metadata")) == 1
 
 
-def test_seen_filter_marks_repeats_within_and_across_batches():
-    seen = SeenFilter()
+def test_first_of_equal_rows_across_spool_batches_and_files(tmp_path):
     hashes = [hashlib.md5(str(i).encode()).hexdigest() for i in range(10)]
-    first = seen.new_rows(pa.array(hashes[:6] + hashes[:2]))
-    assert first.tolist() == [True] * 6 + [False, False]
-    second = seen.new_rows(pa.array(hashes[4:]))
-    assert second.tolist() == [False, False, True, True, True, True]
+    names = iter(range(100))
+    spool = staging._RowFile(lambda: tmp_path / f"spool-{next(names)}")
+    spool.add(pa.table({"_row_hash": hashes[:6] + hashes[:2]}))
+    spool.add(pa.table({"_row_hash": hashes[4:]}))
+    spool.close()
+    keep = staging._first_of_equal_rows(spool)
+    assert keep.tolist() == [True] * 6 + [False, False] + [False, False, True, True, True, True]
+    unique = staging._RowFile(lambda: tmp_path / f"spool-{next(names)}")
+    unique.add(pa.table({"_row_hash": hashes}))
+    unique.close()
+    assert staging._first_of_equal_rows(unique) is None
 
 
 def test_extracted_at_and_source_are_the_writes(tmp_path):
