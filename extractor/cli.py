@@ -6,6 +6,7 @@ this module only adds the global options and turns errors into one line and an e
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -75,6 +76,24 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The ``aps-usage`` entry point: runs one command, then the process exits."""
+    try:
+        _run(argv)
+    finally:
+        _ignore_ctrl_c_while_exiting()
+
+
+def _ignore_ctrl_c_while_exiting() -> None:
+    # The command is over (its data committed or rolled back). While the interpreter shuts
+    # down, Python puts back the default SIGINT action, so a Ctrl-C landing then killed the
+    # process silently (exit -2, no "Interrupted."); an ignored SIGINT is left as it is.
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: not a process entry point
+        pass
+
+
+def _run(argv: list[str] | None) -> None:
     try:
         code = cli.main(args=argv, prog_name="aps-usage", standalone_mode=False)
         if isinstance(code, int) and code:  # ctx.exit(n) returns n when standalone_mode is off
@@ -93,6 +112,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
+    except Exception as err:
+        if not _ctrl_c_inside_duckdb(err):
+            raise
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+
+
+def _ctrl_c_inside_duckdb(err: Exception) -> bool:
+    # A Ctrl-C that lands while DuckDB runs a query is turned into DuckDB's own error, not
+    # KeyboardInterrupt; nothing in aps-usage interrupts a query otherwise.
+    return type(err).__name__ == "InterruptException" or (
+        isinstance(err, RuntimeError) and str(err).strip() == "Query interrupted")
 
 
 if __name__ == "__main__":

@@ -200,3 +200,30 @@ def test_ctrl_c_stops_cleanly(job_name, fraction, jobs, sandbox, fast_env, tmp_p
         assert not uncommitted, f"an interrupted run left its uncommitted staging behind: {uncommitted}"
     readable_and_tidy(data_dir)
     assert_recovered(job, data_dir, sandbox.base_url)
+
+
+@pytest.mark.parametrize("error, interrupted", [
+    (RuntimeError("Query interrupted"), True),  # DuckDB's form of a Ctrl-C during a query
+    (RuntimeError("something else"), False),
+])
+def test_ctrl_c_caught_by_duckdb_is_reported_as_an_interrupt(monkeypatch, capsys, error, interrupted):
+    from extractor import cli as cli_module
+
+    def raising(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(cli_module.cli, "main", raising)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        if interrupted:
+            with pytest.raises(SystemExit) as exit_info:
+                cli_module.main(["status"])
+            assert exit_info.value.code == 130
+            assert capsys.readouterr().err.strip() == "Interrupted."
+        else:
+            with pytest.raises(RuntimeError, match="something else"):
+                cli_module.main(["status"])
+        # the process is exiting: a late Ctrl-C must not kill it during interpreter shutdown
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, handler)
