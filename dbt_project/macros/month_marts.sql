@@ -90,7 +90,7 @@
         {{ config(
             materialized='incremental',
             incremental_strategy='append',
-            on_schema_change='fail',
+            on_schema_change='sync_all_columns',
             pre_hook="{{ month_mart_delete_rebuilt_months() }}",
             post_hook=["{{ month_mart_refresh('run_columns') }}", "{{ month_mart_refresh('user_columns') }}"],
         ) }}
@@ -110,13 +110,26 @@
 
 
 {#- True when this run rebuilds some months only: an incremental run on the default as-of
-    date whose stored vars still hold. -#}
+    date whose stored vars still hold, on a table that has every column the partial run
+    reads and writes (a table built by an older version of the project is rebuilt whole,
+    and on_schema_change='sync_all_columns' gives it the new columns first). -#}
 {% macro month_mart_is_partial() -%}
     {#- a unit test has no `this` (and calls its own is_incremental only from the model) -#}
     {%- if not execute or this is none or not is_incremental() or as_of_date_var() is not none -%}
         {{- return(false) -}}
     {%- endif -%}
-    {%- for column, value in month_mart_spec(model.name)['stored_vars'].items() -%}
+    {%- set spec = month_mart_spec(model.name) -%}
+    {%- set needed = ['as_of_date', 'extracted_at'] + (spec['stored_vars'] | list) -%}
+    {%- for pair in spec['run_columns'] + spec['user_columns'] -%}
+        {%- do needed.append(pair[0]) -%}
+    {%- endfor -%}
+    {%- set present = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
+    {%- for column in needed -%}
+        {%- if column not in present -%}
+            {{- return(false) -}}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- for column, value in spec['stored_vars'].items() -%}
         {%- set changed -%}
             select count(*) from {{ this }} where {{ column }} is distinct from {{ value }}
         {%- endset -%}

@@ -288,6 +288,36 @@ def test_month_marts_rebuild_changed_months_update_the_rest_and_equal_a_full_ref
     run_build(settings, vars=base, exclude=MODELS_ONLY, full_refresh=True)
     assert month_marts(tmp_path) == incremental
 
+    # a warehouse built before these marts were incremental: no extracted_at column. The
+    # next build rebuilds them whole and adds the column, instead of failing
+    import duckdb
+
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    for name in MONTH_MARTS:
+        con.execute(f"alter table marts.{name} drop column extracted_at")
+    con.close()
+    run_build(settings, vars=base, exclude=MODELS_ONLY)
+    incremental = month_mart_records(tmp_path)
+    assert all("extracted_at" in record for rows in incremental.values() for record in rows)
+    run_build(settings, vars=base, exclude=MODELS_ONLY, full_refresh=True)
+    assert month_mart_records(tmp_path) == incremental
+
+
+def month_mart_records(data_dir) -> dict[str, list[str]]:
+    """Each month mart's rows as sorted name=value records (column order aside)."""
+    import duckdb
+
+    con = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
+    try:
+        records = {}
+        for name in MONTH_MARTS:
+            cursor = con.execute(f"select * from marts.{name}")
+            names = [d[0] for d in cursor.description]
+            records[name] = sorted(repr(sorted(zip(names, row))) for row in cursor.fetchall())
+        return records
+    finally:
+        con.close()
+
 
 def test_bad_var_and_bad_target_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="name=value"):
