@@ -3,9 +3,12 @@ and one XLSX workbook), a Token Flex export CSV, and the customer's ``user_metad
 
 from __future__ import annotations
 
+import datetime
 import io
 import os
+import re
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -49,7 +52,7 @@ def _csv(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def _xlsx(sheets: dict[str, pa.Table]) -> bytes:
+def _xlsx(sheets: dict[str, pa.Table], made: datetime.date) -> bytes:
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
@@ -61,7 +64,22 @@ def _xlsx(sheets: dict[str, pa.Table]) -> bytes:
                 ws.append(list(row))
     sink = io.BytesIO()
     wb.save(sink)
-    return sink.getvalue()
+    return _stamped(sink.getvalue(), made)
+
+
+def _stamped(workbook: bytes, made: datetime.date) -> bytes:
+    """The workbook with ``made`` as its document dates and its zip entries' times instead of
+    the clock's, so the same data gives the same bytes (openpyxl stamps the time of saving)."""
+    when = f"{made:%Y-%m-%d}T00:00:00Z".encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(workbook)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            body = source.read(entry.filename)
+            if entry.filename == "docProps/core.xml":
+                body = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*", rb"\g<1>" + when, body)
+            target.writestr(zipfile.ZipInfo(entry.filename, date_time=(made.year, made.month, made.day, 0, 0, 0)),
+                            body, compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()
 
 
 def tokenflex_export_table(data: SandboxData) -> pa.Table:
@@ -95,7 +113,7 @@ def write_files(data: SandboxData, out_dir, naming: str = "old") -> list[Path]:
         _atomic_write(out / names["usage"], _csv(usage)),
         _atomic_write(out / names["users"], _csv(users)),
         _atomic_write(out / names["subscriptions"], _csv(subscriptions)),
-        _atomic_write(out / names["xlsx"], _xlsx({"Subscriptions": subscriptions, "Users": users, "Usage": usage})),
+        _atomic_write(out / names["xlsx"], _xlsx({"Subscriptions": subscriptions, "Users": users, "Usage": usage}, data.end_date)),
         _atomic_write(out / f"tokenflex_export_{data.contract_number}_{stamp}.csv", _csv(tokenflex_export_table(data))),
         _atomic_write(out / "user_metadata.csv", _csv(data.metadata.select(list(METADATA_COLUMNS)))),
     ]
