@@ -172,7 +172,7 @@ def stream_export_file(path: Path, kind: str, what: str, rows: int = STREAM_ROWS
     about ``rows`` rows; a file that does not read as ``kind`` raises ApiError naming ``what``."""
     from .importing import iter_files
     from .importing.convert import prepare
-    from .importing.importer import rechunked
+    from .staging import rechunked
 
     try:
         for entry in iter_files([path], name=what):

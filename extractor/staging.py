@@ -108,11 +108,13 @@ def use_lean_memory_pool() -> None:
         pass
 
 
-def _regrouped_tables(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
-    """The same rows in tables of ``rows`` rows (the last one shorter)."""
+def rechunked(parts: Iterable[pa.Table | pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """The same rows as tables of ``rows`` rows (the last one shorter): for the writer, which
+    hashes and splits each table it is handed, and for a month's row groups."""
     pending: list[pa.Table] = []
     count = 0
-    for table in tables:
+    for part in parts:
+        table = part if isinstance(part, pa.Table) else pa.Table.from_batches([part])
         while table.num_rows:
             take = min(rows - count, table.num_rows)
             pending.append(table.slice(0, take))
@@ -203,7 +205,7 @@ class _MonthFiles:
             self._flush(month)
 
     def _buffer(self, month: str, table: pa.Table) -> None:
-        # Thousands of tiny row groups would make the file slow to read and its footer large.
+        # A month's slices are gathered before they go to its spool: fewer, larger writes.
         queued = self._pending.get(month)
         if queued and not queued[0].schema.equals(table.schema):
             self._flush(month)
@@ -224,7 +226,8 @@ class _MonthFiles:
             self._spools[month] = _RowFile(self.new_path)
             self._hash_spools[month] = _RowFile(self.new_path)
         self._spools[month].add(table)
-        self._hash_spools[month].add(table.select(["_row_hash"]))
+        if self.dedupe:  # else the merge de-duplicates, and the hashes are not needed here
+            self._hash_spools[month].add(table.select(["_row_hash"]))
 
     def _write_month(self, month: str) -> None:
         """The month's spooled rows as Parquet files in the partition layout, without
@@ -234,16 +237,14 @@ class _MonthFiles:
             spool.close()
             hashes.close()
             keep = _first_of_equal_rows(hashes) if self.dedupe else None
-            hashes.delete()
             seen = 0
             for path in spool.paths:
                 with _OpenedLater(self.new_path) as writer:
-                    for group in _regrouped_tables(self._kept(path, keep, seen), STAGING_ROW_GROUP):
+                    for group in rechunked(self._kept(path, keep, seen), STAGING_ROW_GROUP):
                         writer.write(self._in_layout(group))
                 seen += spool.rows_in[path]
                 if writer.path is not None:
                     self.files.setdefault(month, []).append(writer.path)
-                path.unlink()
         finally:
             spool.delete()
             hashes.delete()

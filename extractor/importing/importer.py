@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from ..config import Settings
 from ..dataset import DataDir, Replace
-from ..staging import release_memory, use_lean_memory_pool
+from ..staging import rechunked, release_memory, use_lean_memory_pool
 from ..errors import InputError
 from ..logs import log, progress
 from ..personal import load_salt
@@ -164,25 +164,10 @@ def _stream(tx, entry: InputEntry, prepared: Prepared, quiet: bool) -> int:
                 task.advance(raw.num_rows)
 
         batches = prepared.record_batches(on_batch=advance)
-        return tx.write(prepared.dataset, rechunked(batches), source=entry.name, replace=prepared.kind.replace())
+        return tx.write(prepared.dataset, rechunked(batches, STAGE_ROWS), source=entry.name, replace=prepared.kind.replace())
 
 
-STAGE_ROWS = 16_000
-
-
-def rechunked(batches: Iterable[pa.RecordBatch], rows: int = STAGE_ROWS) -> Iterator[pa.Table]:
-    """Batches of about ``rows`` rows: the writer splits each one by month into a Parquet row
-    group, and thousands of tiny row groups cost more memory (their metadata) than the rows."""
-    pending: list[pa.RecordBatch] = []
-    count = 0
-    for batch in batches:
-        pending.append(batch)
-        count += batch.num_rows
-        if count >= rows:
-            yield pa.Table.from_batches(pending)
-            pending, count = [], 0
-    if pending:
-        yield pa.Table.from_batches(pending)
+STAGE_ROWS = 16_000  # rows per table handed to the writer: hashed while the next one is read
 
 
 def check_unique_keys(files: list[ImportedFile]) -> None:
