@@ -23,7 +23,7 @@ import plotly.offline
 from .charts import CHARTS, ChartSpec, Columns, MissingData
 from .files import write_text_atomic
 from .findings import headline_findings
-from .warehouse import MARTS_SCHEMA, Mart, first_line, quote_ident
+from .warehouse import Mart, first_line, mart_ref, quote_ident
 
 log = logging.getLogger("aps_usage")
 
@@ -119,7 +119,7 @@ def effective_vars(con: duckdb.DuckDBPyConnection, marts: list[Mart], overrides:
         for name in values:
             if name in mart.columns and name != "as_of_date":
                 found = con.execute(
-                    f"SELECT any_value({quote_ident(name)}) FROM {MARTS_SCHEMA}.{quote_ident(mart.name)}"
+                    f"SELECT any_value({quote_ident(name)}) FROM {mart_ref(mart.name)}"
                 ).fetchone()[0]
                 if found is not None:
                     values[name] = found
@@ -129,7 +129,7 @@ def effective_vars(con: duckdb.DuckDBPyConnection, marts: list[Mart], overrides:
 def as_of_date(con: duckdb.DuckDBPyConnection, marts: list[Mart]) -> str | None:
     for mart in marts:
         if "as_of_date" in mart.columns:
-            value = con.execute(f"SELECT max(as_of_date) FROM {MARTS_SCHEMA}.{quote_ident(mart.name)}").fetchone()[0]
+            value = con.execute(f"SELECT max(as_of_date) FROM {mart_ref(mart.name)}").fetchone()[0]
             if value is not None:
                 return _cell(value)
     return None
@@ -148,7 +148,7 @@ def _cell(value: object) -> str:
 
 
 def _top_rows_html(con: duckdb.DuckDBPyConnection, mart: Mart) -> str:
-    result = con.execute(f"SELECT * FROM {MARTS_SCHEMA}.{quote_ident(mart.name)} LIMIT {TOP_ROWS}")
+    result = con.execute(f"SELECT * FROM {mart_ref(mart.name)} LIMIT {TOP_ROWS}")
     rows = result.fetchall()
     head = "".join(f"<th>{html.escape(c)}</th>" for c in mart.columns)
     body = []

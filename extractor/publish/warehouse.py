@@ -59,7 +59,7 @@ def list_marts(con: duckdb.DuckDBPyConnection) -> list[Mart]:
     ]
     marts = []
     for name in names:
-        rows = con.execute(f"SELECT count(*) FROM {MARTS_SCHEMA}.{quote_ident(name)}").fetchone()[0]
+        rows = con.execute(f"SELECT count(*) FROM {mart_ref(name)}").fetchone()[0]
         columns = tuple(
             r[0]
             for r in con.execute(
@@ -105,9 +105,9 @@ def mart_ref(mart: str) -> str:
 
 def bi_select(con: duckdb.DuckDBPyConnection, mart: str) -> str:
     """``SELECT`` of one mart with BI-friendly column types."""
-    described = con.execute(f"DESCRIBE {MARTS_SCHEMA}.{quote_ident(mart)}").fetchall()
+    described = con.execute(f"DESCRIBE {mart_ref(mart)}").fetchall()
     exprs = [_bi_expression(row[0], row[1]) for row in described]
-    return f"SELECT {', '.join(exprs)} FROM {MARTS_SCHEMA}.{quote_ident(mart)}"
+    return f"SELECT {', '.join(exprs)} FROM {mart_ref(mart)}"
 
 
 def read_mart(con: duckdb.DuckDBPyConnection, mart: str) -> pa.Table:
