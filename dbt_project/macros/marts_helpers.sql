@@ -123,9 +123,13 @@
 
 {#- The user's identity and org columns every per-user mart carries, so BI users slice each
     mart by team, department, cost center, geo, country and city the same way. -#}
+{% macro marts_user_column_names() -%}
+    {{- return(['email', 'full_name', 'user_name', 'team_name', 'geo', 'country', 'city',
+                'department', 'cost_center', 'project', 'skill_level']) -}}
+{%- endmacro %}
+
 {% macro marts_user_columns(alias) -%}
-    {%- for column in ['email', 'full_name', 'user_name', 'team_name', 'geo', 'country', 'city',
-                       'department', 'cost_center', 'project', 'skill_level'] -%}
+    {%- for column in marts_user_column_names() -%}
     {{ alias }}.{{ column }}{{ ",\n    " if not loop.last }}
     {%- endfor -%}
 {%- endmacro %}

@@ -36,8 +36,7 @@
         {%- do slim_user_columns.append([column, 'd.' ~ column]) -%}
     {%- endfor -%}
     {%- set all_user_columns = [] -%}
-    {%- for column in ['email', 'full_name', 'user_name', 'team_name', 'geo', 'country', 'city',
-                       'department', 'cost_center', 'project', 'skill_level'] -%}
+    {%- for column in marts_user_column_names() -%}
         {%- do all_user_columns.append([column, 'd.' ~ column]) -%}
     {%- endfor -%}
     {%- set token_cost = ['token_cost', 'm.tokens * ' ~ marts_var('token_price')] -%}
