@@ -9,30 +9,31 @@ with params as (
     {{ marts_params_cte() }}
 ),
 
-window_use as (
-    select u.*
+{#- Each aggregate reads the window itself: DuckDB would otherwise materialise the shared
+    rows (a CTE used twice), which cost more than a second scan of the fact. -#}
+{%- set window_rows -%}
     from {{ ref('fct_daily_usage') }} as u
     cross join params as p
     where {{ marts_in_trailing_window('u.usage_date', 'p.as_of_date', marts_var('lookback_days')) }}
-),
+{%- endset %}
 
 standalone_products as (
     select
-        user_key,
-        product_name,
-        max(case when licensing = 'subscription' then 1 else 0 end) as used_on_subscription,
-        sum(case when licensing = 'flex' then {{ marts_double('tokens') }} else 0 end) as flex_tokens,
-        count(distinct usage_date) as usage_days
-    from window_use
-    where not is_collection_usage
-      and licensing in ('subscription', 'flex')
-    group by user_key, product_name
+        u.user_key,
+        u.product_name,
+        max(case when u.licensing = 'subscription' then 1 else 0 end) as used_on_subscription,
+        sum(case when u.licensing = 'flex' then {{ marts_double('u.tokens') }} else 0 end) as flex_tokens,
+        count(distinct u.usage_date) as usage_days
+    {{ window_rows }}
+      and not u.is_collection_usage
+      and u.licensing in ('subscription', 'flex')
+    group by u.user_key, u.product_name
 ),
 
 collections_in_use as (
-    select distinct user_key, collection_name
-    from window_use
-    where is_collection_usage and collection_name is not null
+    select distinct u.user_key, u.collection_name
+    {{ window_rows }}
+      and u.is_collection_usage and u.collection_name is not null
 ),
 
 per_product as (
