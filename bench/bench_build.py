@@ -3,7 +3,9 @@
 Prints, all measured in this run on this machine:
 - full build time (models and seeds, `aps-usage build` API) on N usage rows (default 10 million);
 - the same compiled SQL executed straight on DuckDB (no dbt): ratio = dbt overhead;
-- an incremental build after one new day of usage vs the full build;
+- incremental builds after one new day of usage vs the full build: ``--new-days`` days (3)
+  are added one after another and each build is timed (the first opens a new month), since
+  one run of a few seconds varies by +-10% on a 2-core machine;
 - the data tests' time on the full data, reported apart.
 
     python bench/bench_build.py                 # 10 million usage rows
@@ -17,6 +19,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -164,11 +167,12 @@ def synthesize(data_dir: Path, rows: int, users: int, seed: int = 1) -> dict:
     return {"premium_usage": premium_rows, "tokenflex_usage": rows - premium_rows, "users": users}
 
 
-def add_one_day(data_dir: Path, rows: int, users: int) -> int:
-    """One new day of Premium usage, extracted later than everything else."""
-    rng = np.random.default_rng(99)
+def add_one_day(data_dir: Path, rows: int, users: int, number: int = 1) -> int:
+    """New day ``number`` (1 = the day after END) of Premium usage, extracted later than
+    everything before it."""
+    rng = np.random.default_rng(98 + number)
     spec = DATASETS["premium_usage"]
-    day = END + dt.timedelta(days=1)
+    day = END + dt.timedelta(days=number)
     n = rows
     user = rng.integers(0, users, n)
     product = rng.integers(0, len(PRODUCTS), n)
@@ -187,9 +191,10 @@ def add_one_day(data_dir: Path, rows: int, users: int) -> int:
     }
     columns = {name: base.get(name, pa.nulls(n, spec.columns[name])) for name in spec.columns}
     columns["_source"] = pa.array(["bench new day"] * n, pa.string())
-    columns["_extracted_at"] = pa.array([dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)] * n, pa.timestamp("us", tz="UTC"))
-    columns["_row_hash"] = pa.array([f"new{i:029x}" for i in range(n)], pa.string())
-    _write(DataDir(data_dir).raw_dir / "premium_usage" / f"month={day:%Y-%m}", "bench-new-day.parquet",
+    extracted = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+    columns["_extracted_at"] = pa.array([extracted] * n, pa.timestamp("us", tz="UTC"))
+    columns["_row_hash"] = pa.array([f"new{number:03d}{i:026x}" for i in range(n)], pa.string())
+    _write(DataDir(data_dir).raw_dir / "premium_usage" / f"month={day:%Y-%m}", f"bench-new-day-{number}.parquet",
            pa.table(columns, schema=full_schema(spec)))
     return n
 
@@ -257,6 +262,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="usage rows (Premium 90%%, Token Flex 10%%)")
     parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--new-days", type=int, default=3,
+                        help="new days added and built one after another (each timed)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="aps-bench-build-"))
@@ -279,10 +286,13 @@ def main() -> None:
         run_build(settings, select=["resource_type:test"])
         tests = time.perf_counter() - t
 
-        new_rows = add_one_day(data_dir, args.rows // DAYS, args.users)
-        t = time.perf_counter()
-        incremental_result = run_build(settings, exclude=models_only)
-        incremental = time.perf_counter() - t
+        # one new day after another, each built incrementally: the first opens a new month
+        incrementals = []
+        for number in range(1, args.new_days + 1):
+            new_rows = add_one_day(data_dir, args.rows // DAYS, args.users, number)
+            t = time.perf_counter()
+            incremental_result = run_build(settings, exclude=models_only)
+            incrementals.append(time.perf_counter() - t)
 
         con = duckdb.connect(str(settings.warehouse_path), read_only=True)
         fct_rows = con.execute("select count(*) from marts.fct_daily_usage").fetchone()[0]
@@ -291,7 +301,13 @@ def main() -> None:
         print(f"full build (models + seeds via dbt):     {full:8.1f}s")
         print(f"same compiled SQL straight on DuckDB:    {direct:8.1f}s   dbt/direct ratio = {full / direct:.2f}")
         print(f"data tests on the full data:             {tests:8.1f}s")
-        print(f"incremental build after one new day ({new_rows:,} rows): {incremental:.1f}s   incremental/full ratio = {incremental / full:.2f}")
+        for number, seconds in enumerate(incrementals, 1):
+            print(f"incremental build after new day {number} ({new_rows:,} rows): {seconds:8.1f}s   "
+                  f"incremental/full ratio = {seconds / full:.2f}")
+        if len(incrementals) > 1:
+            middle = statistics.median(incrementals)
+            print(f"median of the {len(incrementals)} incremental builds:   {middle:8.1f}s   "
+                  f"incremental/full ratio = {middle / full:.2f}")
         for label, result in (("full", full_result), ("incremental", incremental_result)):
             print(f"slowest models ({label} build via dbt): {_slowest(result)}")
         print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
