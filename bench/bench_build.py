@@ -10,6 +10,7 @@ Prints, all measured in this run on this machine:
 
     python bench/bench_build.py                 # 10 million usage rows
     python bench/bench_build.py --rows 1000000  # quicker
+    python bench/bench_build.py --check         # and compare with a --full-refresh at the end
 """
 
 from __future__ import annotations
@@ -253,6 +254,32 @@ def run_compiled_sql(models, baseline_dir: Path, dbt_warehouse: Path) -> float:
         con.close()
 
 
+def compare_with_full_refresh(data_dir: Path, copy_dir: Path) -> None:
+    """Rebuild a copy of the data dir with --full-refresh and compare every table of the
+    intermediate and marts schemas, row for row, with the incrementally built warehouse."""
+    shutil.copytree(data_dir, copy_dir)
+    run_build(Settings(data_dir=copy_dir, quiet=True), exclude=["resource_type:test", "resource_type:unit_test"],
+              full_refresh=True)
+    con = duckdb.connect()
+    con.execute(f"attach '{data_dir / 'warehouse.duckdb'}' as incremental (read_only)")
+    con.execute(f"attach '{copy_dir / 'warehouse.duckdb'}' as refreshed (read_only)")
+    tables = con.execute("select schema_name, table_name from duckdb_tables() where database_name = 'refreshed' "
+                         "and schema_name in ('intermediate', 'marts') order by 1, 2").fetchall()
+    differing = []
+    for schema, table in tables:
+        columns = ", ".join(f'"{c}"' for (c,) in con.execute(
+            "select column_name from duckdb_columns() where database_name = 'refreshed' "
+            "and schema_name = ? and table_name = ? order by column_index", [schema, table]).fetchall())
+        a, b = (f"select {columns} from {db}.{schema}.{table}" for db in ("incremental", "refreshed"))
+        extra = con.execute(f"select count(*) from ({a} except all {b})").fetchone()[0]
+        missing = con.execute(f"select count(*) from ({b} except all {a})").fetchone()[0]
+        if extra or missing:
+            differing.append(f"{schema}.{table} (+{extra} -{missing} rows)")
+    con.close()
+    print(f"incremental warehouse vs a --full-refresh of the same data: {len(tables)} tables compared, "
+          + (f"DIFFERENT: {', '.join(differing)}" if differing else "all equal row for row"))
+
+
 def _slowest(result, n: int = 6) -> str:
     nodes = sorted((node for node in result.nodes if node.resource_type == "model"), key=lambda node: -node.seconds)
     return ", ".join(f"{node.name} {node.seconds:.1f}s" for node in nodes[:n])
@@ -264,6 +291,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--new-days", type=int, default=3,
                         help="new days added and built one after another (each timed)")
+    parser.add_argument("--check", action="store_true",
+                        help="at the end, compare every table with a --full-refresh build of the same data")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="aps-bench-build-"))
@@ -297,6 +326,8 @@ def main() -> None:
         con = duckdb.connect(str(settings.warehouse_path), read_only=True)
         fct_rows = con.execute("select count(*) from marts.fct_daily_usage").fetchone()[0]
         con.close()
+        if args.check:
+            compare_with_full_refresh(data_dir, work / "full-refresh")
         print(f"usage rows: {args.rows:,}; fct_daily_usage rows: {fct_rows:,}; models: {len(models)}")
         print(f"full build (models + seeds via dbt):     {full:8.1f}s")
         print(f"same compiled SQL straight on DuckDB:    {direct:8.1f}s   dbt/direct ratio = {full / direct:.2f}")
