@@ -145,15 +145,15 @@ def submit_export(api: ApiClient, number: str, category: str, start: date, end: 
     filters = [True] if by_month else [False, True]
     variants = [(chosen, monthly) for monthly in filters
                 for chosen in ([metrics] + ([list(REQUIRED_METRICS)] if metrics != REQUIRED_METRICS else []))]
-    for chosen, by_month in variants:
-        response = api.post(_request_path(number), json=export_body(category, start, end, chosen, number, by_month),
+    for chosen, monthly in variants:
+        response = api.post(_request_path(number), json=export_body(category, start, end, chosen, number, monthly),
                             raise_for_status=False)
         if response.is_success:
             body = response.json()
             key = body.get("requestKey") or body.get("id")
             if not key:
                 raise ApiError(f"export request for contract {number} {category}: response has no requestKey")
-            return str(key), chosen, by_month
+            return str(key), chosen, monthly
         if response.status_code != 400:
             break
         log.debug("contract %s %s: export refused (%s); trying the next variant", number, category,

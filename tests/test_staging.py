@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from extractor import staging
 from extractor.dataset import DataDir, Replace, full_schema
@@ -259,11 +260,7 @@ def test_a_failed_write_leaves_no_spool_behind(tmp_path):
         yield from usage_rows(3_000, start=500).to_batches(max_chunksize=100)
         raise RuntimeError("the input broke")
 
-    try:
+    with pytest.raises(RuntimeError, match="the input broke"):
         write(dd, batches(), "second.csv")
-    except RuntimeError:
-        pass
-    else:
-        raise AssertionError("the write should have failed")
     assert keyed(dd.read("premium_usage_files")) == before
     assert not [p for p in (tmp_path / ".tmp").rglob("*") if p.is_file()]
