@@ -338,6 +338,52 @@ def test_sql_error_is_one_line_naming_the_model(tmp_path):
     assert "stg_premium__teams" in message and "\n" not in message
 
 
+def test_a_relation_of_the_other_kind_is_replaced_in_one_swap(tmp_path):
+    """The DuckDB table and view materializations (macros/materializations) create or replace
+    in one statement; a view where a table now goes, or the reverse (a warehouse built by an
+    older project), is dropped first. No __dbt_tmp or __dbt_backup relation is left."""
+    import duckdb
+
+    write_tiny_dataset(tmp_path / "raw")
+    settings = Settings(data_dir=tmp_path, quiet=True)
+    select = ["stg_premium__teams", "stg_premium__users", "stg_premium__user_identities", "int_user_identity_map"]
+    run_build(settings, select=select, exclude=FAST)
+    identities = sorted(warehouse_query(tmp_path, "select * from intermediate.int_user_identity_map"))
+    teams = sorted(warehouse_query(tmp_path, "select * from staging.stg_premium__teams"))
+    assert identities and teams
+    con = duckdb.connect(str(settings.warehouse_path))
+    con.execute("drop table intermediate.int_user_identity_map")
+    con.execute("create view intermediate.int_user_identity_map as select 1 as stale")
+    con.execute("drop view staging.stg_premium__teams")
+    con.execute("create table staging.stg_premium__teams as select 1 as stale")
+    con.close()
+
+    run_build(settings, select=select, exclude=FAST)
+    kinds = dict(warehouse_query(tmp_path, "select table_name, table_type from information_schema.tables "
+                                           "where table_schema in ('staging', 'intermediate')"))
+    assert kinds["int_user_identity_map"] == "BASE TABLE" and kinds["stg_premium__teams"] == "VIEW"
+    assert not [name for name in kinds if "__dbt" in name]
+    assert sorted(warehouse_query(tmp_path, "select * from intermediate.int_user_identity_map")) == identities
+    assert sorted(warehouse_query(tmp_path, "select * from staging.stg_premium__teams")) == teams
+
+
+def test_a_config_the_duckdb_materializations_do_not_support_stops_naming_it(tmp_path, monkeypatch):
+    from extractor.build import dbt_project_dir, profiles_dir
+
+    project = tmp_path / "project" / "dbt_project"
+    shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    shutil.copytree(profiles_dir(), tmp_path / "project" / "profiles")
+    config = project / "dbt_project.yml"
+    config.write_text(config.read_text().replace(
+        "      +schema: intermediate\n", "      +schema: intermediate\n      +persist_docs: {relation: true}\n", 1))
+    monkeypatch.setenv("APS_USAGE_DBT_DIR", str(project))
+    write_tiny_dataset(tmp_path / "raw")
+    with pytest.raises(BuildError) as err:
+        run_build(Settings(data_dir=tmp_path, quiet=True), select=["int_user_identity_map"], exclude=FAST)
+    message = str(err.value)
+    assert "int_user_identity_map" in message and "persist_docs is not supported" in message
+
+
 def test_docs_command_writes_the_site(tiny_build):
     data_dir, _ = tiny_build
     result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "docs"], obj=None)
