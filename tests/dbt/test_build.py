@@ -384,6 +384,21 @@ def test_a_config_the_duckdb_materializations_do_not_support_stops_naming_it(tmp
     assert "int_user_identity_map" in message and "persist_docs is not supported" in message
 
 
+def test_build_artifacts_are_written_after_the_run(tiny_build):
+    """The build runs on a manifest parsed beforehand without writing it: manifest.json is
+    written once, after the run, with the compiled SQL, beside run_results.json."""
+    import json
+
+    data_dir, result = tiny_build
+    target = data_dir / "dbt" / "target"
+    manifest = json.loads((target / "manifest.json").read_text())
+    fact = manifest["nodes"]["model.aps_usage.fct_daily_usage"]
+    assert "usage_key" in (fact.get("compiled_code") or "")
+    run_results = json.loads((target / "run_results.json").read_text())
+    assert {r["unique_id"] for r in run_results["results"]} >= {"model.aps_usage.fct_daily_usage"}
+    assert len(run_results["results"]) == len(result.nodes)
+
+
 def test_docs_command_writes_the_site(tiny_build):
     data_dir, _ = tiny_build
     result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "docs"], obj=None)
