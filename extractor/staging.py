@@ -309,6 +309,8 @@ def _first_of_equal_rows(hashes: "_RowFile") -> np.ndarray | None:
     candidates[order[1:][repeat]] = True
     candidates[order[:-1][repeat]] = True
     positions = np.flatnonzero(candidates)
+    # a second pass over the spool for the candidates' full hashes: keeping every full hash
+    # from the first pass would cost 32+ bytes a row instead of 8
     full, start = [], 0
     for batch in hashes.all_batches():
         end = start + batch.num_rows

@@ -185,7 +185,7 @@ def test_an_empty_write_of_a_dataset_without_months_still_replaces_it(tmp_path):
     assert len(dd.data_files("user_metadata")) == 1
 
 
-def test_first_of_equal_rows_across_spool_batches_and_files(tmp_path):
+def test_first_of_equal_rows_across_spool_batches(tmp_path):
     hashes = [hashlib.md5(str(i).encode()).hexdigest() for i in range(10)]
     names = iter(range(100))
     spool = staging._RowFile(lambda: tmp_path / f"spool-{next(names)}")

@@ -216,14 +216,14 @@
     {%- if execute and is_incremental() -%}
         {%- set as_of = run_query('select cast(as_of_date as ' ~ dbt.type_string() ~ ') from ('
                                   ~ marts_params_cte() ~ ') as p').columns[0].values()[0] -%}
+        {%- set as_of_literal = "cast('" ~ as_of ~ "' as date)" if as_of is not none else "cast(null as date)" -%}
         {%- for column, expression in month_mart_spec(model.name)['run_columns'] %}
         {%- if column == 'as_of_date' %}
-        alter table {{ this }} alter column as_of_date set data type date
-            using ({{ "cast('" ~ as_of ~ "' as date)" if as_of is not none else "cast(null as date)" }});
+        alter table {{ this }} alter column as_of_date set data type date using ({{ as_of_literal }});
         {%- else %}
         update {{ this }} as m
         set {{ column }} = {{ expression }}
-        from ({{ marts_params_cte() }}) as p
+        from (select {{ as_of_literal }} as as_of_date) as p
         where m.{{ column }} is distinct from {{ expression }};
         {%- endif %}
         {%- endfor %}
