@@ -14,3 +14,8 @@ if _sys.platform.startswith("linux"):
 __version__ = "0.1.0"
 
 AUTODESK_BASE_URL = "https://developer.api.autodesk.com"
+
+# The one Callback URL a user registers on their APS app for `aps-usage auth login`: APS
+# redirects only to a registered URL, matched exactly, so the listener cannot pick a random
+# port. Override with APS_CALLBACK_URL (the sandbox's `serve --callback-url` has the same default).
+DEFAULT_CALLBACK_URL = "http://localhost:8765/callback"
