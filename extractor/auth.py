@@ -16,7 +16,9 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import secrets
+import socket
 import tempfile
 import threading
 import time
@@ -27,6 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import httpx
+
+from . import DEFAULT_CALLBACK_URL
 from .config import Settings
 from .errors import AuthError
 from .logs import log, redact, register_secret
@@ -41,10 +46,18 @@ if TYPE_CHECKING:
 
 TOKEN_PATH = "/authentication/v2/token"
 AUTHORIZE_PATH = "/authentication/v2/authorize"
-DEFAULT_SCOPE = "data:read data:write"
+READ_SCOPE = "data:read"
+WRITE_SCOPE = "data:write"
+#: least privilege: every GET, and the POSTs that only read (Insights usage queries and exports,
+#: Token Flex usage queries), work with data:read, as Autodesk's Power BI connector and PAT
+#: sample show; only Token Flex export requests are documented to need data:write
+DEFAULT_SCOPE = READ_SCOPE
+#: what `auth login --tokenflex` asks for: the login then also covers Token Flex exports
+TOKENFLEX_LOGIN_SCOPE = f"{READ_SCOPE} {WRITE_SCOPE}"
 #: refresh this many seconds before the access token expires
 EXPIRY_MARGIN = 120.0
 KEYRING_SERVICE = "aps-usage"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 # -- token stores --------------------------------------------------------------------------
@@ -201,6 +214,15 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
+def scope_for(method: str, path: str) -> str:
+    """The one scope a call needs: data:write for the Token Flex export-request calls that
+    change something (POST a request, refreshUrl, retry, DELETE; POST a schedule), whose
+    reference pages require it; data:read for everything else."""
+    if method.upper() in ("POST", "PUT", "PATCH", "DELETE") and "/tokenflex/v1/export/" in path:
+        return WRITE_SCOPE
+    return READ_SCOPE
+
+
 def jwt_claims(token: str) -> dict:
     """The claims of a JWT access token (unverified: only to show who is logged in)."""
     try:
@@ -212,9 +234,13 @@ def jwt_claims(token: str) -> dict:
         return {}
 
 
-# -- the auth object the HTTP client asks for headers --------------------------------------
-class Auth:
-    """Supplies ``Authorization`` (and ``ADSK-PAT``) headers, refreshing tokens as needed."""
+# -- the auth flow of the HTTP client ----------------------------------------------------
+class Auth(httpx.Auth):
+    """The ``httpx.Auth`` of every API call: ``Authorization`` (and ``ADSK-PAT``) headers with
+    a token of the least scope the call needs, refreshed before it expires, and one refresh
+    and retry when the API answers 401 (a token revoked or expired early)."""
+
+    requires_response_body = True  # a 401's body is read before the retry (the connection is freed)
 
     def __init__(
         self,
@@ -231,7 +257,8 @@ class Auth:
         self._api: ApiClient | None = None
         self._own_api: ApiClient | None = None
         self._lock = threading.RLock()
-        self._token: dict | None = None  # {"access_token", "expires_at", ...}
+        self._token: dict | None = None  # the 3-legged login's {"access_token", "expires_at", ...}
+        self._client_tokens: dict[str, dict] = {}  # 2-legged: one token per scope, minted when needed
         self._saved = self.store.load()
         if self._saved:
             register_secret(self._saved.get("access_token"))
@@ -259,9 +286,20 @@ class Auth:
             return "2-legged"
         return "none"
 
-    # -- headers --------------------------------------------------------------------------
-    def headers_for(self, path: str) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self.access_token()}"}
+    # -- the httpx flow --------------------------------------------------------------------
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        path = request.url.path
+        scope = scope_for(request.method, path)
+        request.headers.update(self.headers_for(path, scope))
+        response = yield request
+        if response.status_code == 401:
+            log.debug("%s %s -> 401, refreshing the token once", request.method, path)
+            self.refresh_after_unauthorized(scope)
+            request.headers.update(self.headers_for(path, scope))
+            yield request
+
+    def headers_for(self, path: str, scope: str = READ_SCOPE) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.access_token(scope)}"}
         if "/insights/" in path and self.grant == "2-legged":
             if not self.credentials.pat:
                 raise AuthError(
@@ -271,42 +309,64 @@ class Auth:
             headers["ADSK-PAT"] = self.credentials.pat
         return headers
 
-    def access_token(self) -> str:
+    def access_token(self, scope: str = READ_SCOPE) -> str:
         with self._lock:
-            token = self._token
-            if token is None and self.grant == "3-legged":
-                token = self._token = self._saved
+            if self.grant == "3-legged":
+                token = self._token = self._token or self._saved
+                self._check_login_scope(scope)
+                if self._expiring(token):
+                    token = self._refresh()
+                return token["access_token"]
+            token = self._client_tokens.get(scope)
             if token is None or self._expiring(token):
-                token = self._fetch_token()
+                token = self._client_token(scope)
             return token["access_token"]
+
+    def _check_login_scope(self, scope: str) -> None:
+        granted = (self._saved or {}).get("scope")
+        if granted and scope not in granted.split():
+            raise AuthError(f"the saved login holds {granted} but this call needs {scope} (Token Flex export "
+                            "requests): log in again with 'aps-usage auth login --tokenflex'")
 
     def _expiring(self, token: dict) -> bool:
         # a tenth of the lifetime for short-lived tokens, at most EXPIRY_MARGIN seconds
         margin = min(EXPIRY_MARGIN, 0.1 * float(token.get("expires_in", 3600)))
         return float(token.get("expires_at", 0)) - margin <= self._clock()
 
-    def refresh_after_unauthorized(self) -> None:
+    def refresh_after_unauthorized(self, scope: str = READ_SCOPE) -> None:
         """A 401 on a call: the access token was revoked or expired early; get a new one."""
         with self._lock:
             if self.grant == "3-legged":
                 self._refresh(force=True)
             else:
-                self._fetch_token()
+                self._client_token(scope)
 
-    def _fetch_token(self) -> dict:
-        grant = self.grant
-        if grant == "3-legged":
-            return self._refresh()
-        if grant == "2-legged":
-            token = self._token_request(
-                {"grant_type": "client_credentials", "scope": DEFAULT_SCOPE}, "client credentials"
+    def _client_token(self, scope: str) -> dict:
+        if self.grant != "2-legged":
+            raise AuthError(
+                "no credentials: set APS_CLIENT_ID and APS_CLIENT_SECRET (and APS_PAT for Premium Reporting), "
+                "or run 'aps-usage auth login'"
             )
-            self._token = token
-            return token
-        raise AuthError(
-            "no credentials: set APS_CLIENT_ID and APS_CLIENT_SECRET (and APS_PAT for Premium Reporting), "
-            "or run 'aps-usage auth login'"
-        )
+        token = self._token_request({"grant_type": "client_credentials", "scope": scope}, "client credentials")
+        token.setdefault("scope", scope)
+        self._client_tokens[scope] = token
+        return token
+
+    def _check_callback_registered(self, authorize_url: str, redirect_uri: str) -> None:
+        """Ask the authorize endpoint before opening the browser: APS refuses (4xx, no redirect)
+        a redirect_uri that is not the app's registered Callback URL, and the browser would
+        only show that page while the listener waits in vain."""
+        response = self.api.request("GET", authorize_url, authenticated=False, raise_for_status=False)
+        if 400 <= response.status_code < 500:
+            try:
+                body = response.json()
+                detail = body.get("error_description") or body.get("developerMessage") or body.get("error") or ""
+            except (ValueError, AttributeError):  # APS shows an HTML error page
+                detail = re.sub(r"<(script|style)\b.*?</\1>|<[^>]+>", " ", response.text, flags=re.S | re.I)
+            detail = redact(" ".join(str(detail).split())[:200])
+            raise AuthError(f"login refused by {AUTHORIZE_PATH} (HTTP {response.status_code}: {detail}): register "
+                            f"{redirect_uri} as the Callback URL of the APS app, or set APS_CALLBACK_URL to the one "
+                            "registered")
 
     def _refresh(self, force: bool = False) -> dict:
         # Another aps-usage process may share this login: refresh under an inter-process lock
@@ -375,29 +435,32 @@ class Auth:
     def login(
         self,
         *,
-        port: int = 0,
+        callback_url: str | None = None,
         open_browser: Callable[[str], Any] | None = webbrowser.open,
         show_url: Callable[[str], Any] = print,
         scope: str = DEFAULT_SCOPE,
         timeout: float = 300.0,
     ) -> dict:
-        """Authorization code + PKCE through a one-shot listener on 127.0.0.1.
+        """Authorization code + PKCE through a one-shot listener on the app's registered
+        Callback URL (``callback_url``, else ``APS_CALLBACK_URL``, else ``DEFAULT_CALLBACK_URL``).
 
         ``open_browser(url)`` is called with the authorize URL (tests pass a function that
         GETs it; ``None`` prints the URL for the user to open)."""
         client_id = self.credentials.client_id
         if not client_id:
             raise AuthError("APS_CLIENT_ID is not set (the app's client id is needed to log in)")
+        redirect_uri = callback_url or configured_callback_url()
+        host, port, path = callback_address(redirect_uri)
         verifier, challenge = pkce_pair()
         register_secret(verifier)
         state = secrets.token_urlsafe(24)
-        listener = _CallbackListener(port)
-        redirect_uri = f"http://127.0.0.1:{listener.port}/callback"
         query = urlencode({
             "response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
             "scope": scope, "state": state, "code_challenge": challenge, "code_challenge_method": "S256",
         })
         url = f"{self.settings.base_url}{AUTHORIZE_PATH}?{query}"
+        self._check_callback_registered(url, redirect_uri)
+        listener = _CallbackListener(host, port, path)
         listener.start(timeout)
         try:
             if open_browser is None:
@@ -415,7 +478,8 @@ class Auth:
         finally:
             listener.stop()
         if params is None:
-            raise AuthError(f"login timed out after {timeout:.0f}s waiting for the redirect to {redirect_uri}")
+            raise AuthError(f"login timed out after {timeout:.0f}s waiting for the redirect to {redirect_uri} "
+                            "(is it the Callback URL registered on the APS app?)")
         if params.get("error"):
             raise AuthError(f"login refused: {params.get('error')} {params.get('error_description', '')}".strip())
         if params.get("state") != state:
@@ -452,13 +516,19 @@ class Auth:
         if self.grant == "none":
             return info
         if check:
-            self.access_token()
-        token = self._token or self._saved or {}
+            self.access_token(READ_SCOPE)
+        if self.grant == "3-legged":
+            token = self._token or self._saved or {}
+            info["scope"] = token.get("scope") or "(not recorded)"
+            if WRITE_SCOPE not in info["scope"].split():
+                info["scope"] += " (Token Flex exports need data:write: 'auth login --tokenflex')"
+        else:
+            token = self._client_tokens.get(READ_SCOPE) or {}
+            info["scope"] = f"{token.get('scope') or READ_SCOPE} (+ {WRITE_SCOPE} in a token of its own, only for " \
+                            "Token Flex export requests)"
         if token.get("expires_at"):
             info["expires_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(token["expires_at"])))
             info["expires_in_s"] = int(float(token["expires_at"]) - self._clock())
-        if token.get("scope"):
-            info["scope"] = token["scope"]
         claims = jwt_claims(token.get("access_token", ""))
         for key in ("userid", "user_id", "email", "sub"):
             if claims.get(key):
@@ -472,17 +542,37 @@ class Auth:
             self._own_api = None
 
 
-class _CallbackListener:
-    """A one-shot HTTP listener on 127.0.0.1 that captures the authorization redirect."""
+def configured_callback_url() -> str:
+    return os.environ.get("APS_CALLBACK_URL") or DEFAULT_CALLBACK_URL
 
-    def __init__(self, port: int):
+
+def callback_address(url: str) -> tuple[str, int, str]:
+    """(host, port, path) to listen on for a Callback URL; only a loopback http:// URL can be
+    answered by a listener on this machine."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme != "http" or host not in LOOPBACK_HOSTS or parts.query or parts.fragment:
+        raise AuthError(f"callback URL {url!r}: expected http://localhost:PORT/PATH (or 127.0.0.1), the address "
+                        "of the listener 'auth login' starts on this machine")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise AuthError(f"callback URL {url!r}: the port is not a number") from None
+    return ("127.0.0.1" if host == "localhost" else host), port, parts.path or "/"
+
+
+class _CallbackListener:
+    """A one-shot HTTP listener on the Callback URL's loopback address that captures the
+    authorization redirect."""
+
+    def __init__(self, host: str, port: int, path: str):
         received: dict[str, str] = {}
         event = threading.Event()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server API)
                 parts = urlsplit(self.path)
-                if parts.path != "/callback":
+                if parts.path != path:
                     self.send_response(404)
                     self.end_headers()
                     return
@@ -501,9 +591,10 @@ class _CallbackListener:
                 pass
 
         try:
-            self.server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+            self.server = _server_class(host)((host, port), Handler)
         except OSError as err:
-            raise AuthError(f"cannot listen on 127.0.0.1:{port} for the login redirect: {err.strerror}") from None
+            raise AuthError(f"cannot listen on {host}:{port} for the login redirect: {err.strerror} (another "
+                            "'auth login' running? or set APS_CALLBACK_URL to another registered URL)") from None
         self.server.timeout = 0.2
         self.port = self.server.server_address[1]
         self._received = received
@@ -528,3 +619,13 @@ class _CallbackListener:
         if self._thread is not None:
             self._thread.join(timeout=2)
         self.server.server_close()
+
+
+def _server_class(host: str) -> type[http.server.HTTPServer]:
+    if ":" not in host:
+        return http.server.HTTPServer
+
+    class IPv6Server(http.server.HTTPServer):
+        address_family = socket.AF_INET6
+
+    return IPv6Server

@@ -2,8 +2,10 @@
 
 It owns: connect/read timeouts, retries (429, 5xx, connection errors and resets, read
 timeouts, truncated bodies) honouring ``Retry-After`` or else a capped exponential backoff
-with jitter, a token-bucket rate limiter for ``tokenflex/`` paths, one token refresh on
-401, and a job-polling helper with growing intervals and an overall deadline.
+with jitter (tenacity), a token-bucket rate limiter for ``tokenflex/`` paths, and the
+polling schedule of asynchronous jobs (growing intervals, an overall deadline). Tokens,
+their refresh and the one retry after a 401 are the ``httpx.Auth`` flow of ``auth.Auth``;
+the job lifecycle itself is ``jobs``.
 
 Every knob has a constructor argument and an environment variable, so tests can shrink
 waits without touching code: ``APS_HTTP_TIMEOUT``, ``APS_HTTP_MAX_ATTEMPTS``,
@@ -21,17 +23,17 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
+from tenacity import (RetryCallState, Retrying, retry_if_exception_type, retry_if_result, stop_after_attempt,
+                      stop_before_delay, wait_exponential)
 
 from . import __version__
 from .config import Settings
 from .errors import ApiError, AuthError
 from .logs import log, redact
-
-T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Errors worth another attempt: timeouts, resets/refused connections, truncated bodies.
@@ -114,12 +116,6 @@ class TokenBucket:
             waited += wait
 
 
-class AuthProvider(Protocol):
-    def headers_for(self, path: str) -> dict[str, str]: ...
-
-    def refresh_after_unauthorized(self) -> None: ...
-
-
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
     """``Retry-After`` as seconds: a number, or an HTTP date (RFC 9110); None if absent/bad."""
     if not value:
@@ -161,13 +157,23 @@ def presigned_url_expired(url: str, now: float | None = None, margin: float = 1.
         return False
 
 
+class Retryable(Exception):
+    """An answer worth another attempt: a retryable status or an unreadable body."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
 class ApiClient:
-    """``get/post/delete(path)`` against ``settings.base_url`` with retries and auth headers."""
+    """``get/post/delete(path)`` against ``settings.base_url``: one httpx client, the auth
+    flow of ``auth`` (an ``httpx.Auth``: headers, token refresh, one retry on 401) and
+    retries from tenacity."""
 
     def __init__(
         self,
         settings: Settings,
-        auth: AuthProvider | None = None,
+        auth: httpx.Auth | None = None,
         *,
         options: HttpOptions | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -202,6 +208,43 @@ class ApiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- retries ---------------------------------------------------------------------------
+    def retrying(self, label: str) -> Retrying:
+        """The retry policy of one call: connection errors, timeouts, truncated bodies and
+        429/5xx (``Retryable``) are tried again up to ``max_attempts`` times, waiting
+        ``Retry-After`` when the server says, else a capped exponential backoff with jitter."""
+        return Retrying(
+            stop=stop_after_attempt(max(1, self.options.max_attempts)),
+            wait=self._backoff,
+            retry=retry_if_exception_type((*RETRY_EXCEPTIONS, Retryable)),
+            sleep=self._sleep,
+            before_sleep=lambda state: self._count_retry(label, state),
+            retry_error_callback=lambda state: self._give_up(label, state),
+        )
+
+    def _backoff(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return min(retry_after, max(self.options.backoff_cap, 0.0))
+        # "equal jitter": half the capped exponential step fixed, half random (no herd of clients)
+        ceiling = min(self.options.backoff_cap, self.options.backoff_base * (2 ** (state.attempt_number - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _count_retry(self, label: str, state: RetryCallState) -> None:
+        self.stats["retries"] += 1
+        log.debug("%s: %s; retry %d in %.2fs", label, _reason(state), state.attempt_number, state.upcoming_sleep)
+
+    @staticmethod
+    def _give_up(label: str, state: RetryCallState) -> NoReturn:
+        raise ApiError(redact(f"{label} failed after {state.attempt_number} attempts: {_reason(state)}"))
+
+    def _retryable_status(self, response: httpx.Response) -> None:
+        if response.status_code in RETRY_STATUSES:
+            if response.status_code == 429:
+                self.stats["rate_limited"] += 1
+            raise Retryable(f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After")))
+
     # -- requests --------------------------------------------------------------------------
     def url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
@@ -218,65 +261,32 @@ class ApiClient:
         raise_for_status: bool = True,
         **kwargs: Any,
     ) -> httpx.Response:
-        """Send with retries. The body is read fully inside the retry loop, so a truncated
+        """Send with retries. The body is read fully inside each attempt, so a truncated
         body is retried like a reset. ``raise_for_status=False`` hands back 4xx responses
         (after retries for the retryable ones) for the caller to interpret."""
         url = self.url(path)
         label = f"{method} {safe_url(url)}"
-        rel_path = urlsplit(url).path
-        limited = "/tokenflex/" in rel_path and url.startswith(self.settings.base_url)
-        extra_headers = dict(kwargs.pop("headers", None) or {})
-        refreshed = False
-        attempt = 0
-        while True:
-            attempt += 1
+        limited = "/tokenflex/" in urlsplit(url).path and url.startswith(self.settings.base_url)
+        auth = self.auth if authenticated else None
+        kwargs.setdefault("auth", auth)
+
+        def attempt() -> httpx.Response:
             if limited:
                 waited = self.tokenflex_limiter.acquire()
                 if waited > 0.5:
                     log.debug("rate limiter waited %.1fs before %s", waited, label)
-            call_headers = dict(extra_headers)
-            if authenticated and self.auth is not None:
-                call_headers.update(self.auth.headers_for(rel_path))
             self.stats["requests"] += 1
-            try:
-                response = self._client.request(method, url, headers=call_headers, **kwargs)
-                response.read()
-                if expect is not None and response.is_success and not expect(response):
-                    raise _BadBody(f"incomplete or unreadable body from {label}")
-            except (*RETRY_EXCEPTIONS, _BadBody) as err:
-                self._backoff_or_raise(attempt, label, f"{type(err).__name__}: {err}", None)
-                continue
-            status = response.status_code
-            if status == 401 and authenticated and self.auth is not None and not refreshed:
-                refreshed = True
-                log.debug("%s -> 401, refreshing the token once", label)
-                self.auth.refresh_after_unauthorized()
-                attempt -= 1
-                continue
-            if status in RETRY_STATUSES:
-                if status == 429:
-                    self.stats["rate_limited"] += 1
-                self._backoff_or_raise(
-                    attempt, label, f"HTTP {status}", retry_after_seconds(response.headers.get("Retry-After"))
-                )
-                continue
-            if raise_for_status and not response.is_success:
-                raise self.error_for(response, label)
+            response = self._client.request(method, url, **kwargs)
+            response.read()
+            if expect is not None and response.is_success and not expect(response):
+                raise Retryable(f"incomplete or unreadable body from {label}")
+            self._retryable_status(response)
             return response
 
-    def _backoff_or_raise(self, attempt: int, label: str, reason: str, retry_after: float | None) -> None:
-        if attempt >= self.options.max_attempts:
-            raise ApiError(redact(f"{label} failed after {attempt} attempts: {reason}"))
-        if retry_after is not None:
-            delay = min(retry_after, max(self.options.backoff_cap, 0.0))
-        else:
-            # "equal jitter": half the capped exponential step fixed, half random
-            ceiling = min(self.options.backoff_cap, self.options.backoff_base * (2 ** (attempt - 1)))
-            delay = random.uniform(ceiling / 2, ceiling)
-        self.stats["retries"] += 1
-        log.debug("%s: %s; retry %d in %.2fs", label, reason, attempt, delay)
-        if delay > 0:
-            self._sleep(delay)
+        response = self.retrying(label)(attempt)
+        if raise_for_status and not response.is_success:
+            raise self.error_for(response, label)
+        return response
 
     @staticmethod
     def error_for(response: httpx.Response, label: str) -> Exception:
@@ -301,59 +311,47 @@ class ApiClient:
     def post_json(self, path: str, **kwargs: Any) -> Any:
         return self.request("POST", path, expect=_json_ok, **kwargs).json()
 
-    def download(self, url: str, **kwargs: Any) -> httpx.Response:
-        """GET a pre-signed URL: no auth headers (the URL is the credential); 4xx returned."""
-        return self.request("GET", url, authenticated=False, raise_for_status=False, **kwargs)
-
     def download_to(self, url: str, path: Path) -> httpx.Response:
-        """Stream a pre-signed URL into ``path`` (bounded memory), with the same retries as
-        ``request``; a truncated body is retried from the start. A 4xx response is returned
-        (its body not written) for the caller to renew the URL."""
+        """Stream a pre-signed URL into ``path`` (bounded memory; no auth header: the URL is
+        the credential), with the same retries as ``request``; a truncated body is retried
+        from the start. A 4xx response is returned (its body not written) for the caller to
+        renew the URL."""
         label = f"GET {safe_url(url)}"
-        attempt = 0
-        while True:
-            attempt += 1
+
+        def attempt() -> httpx.Response:
             self.stats["requests"] += 1
-            try:
-                with self._client.stream("GET", self.url(url)) as response:
-                    if response.status_code in RETRY_STATUSES:
-                        reason, wait = f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After"))
-                    elif not response.is_success:
-                        response.read()
-                        return response
-                    else:
-                        with open(path, "wb") as fh:
-                            for chunk in response.iter_bytes(1 << 20):
-                                fh.write(chunk)
-                        return response
-            except RETRY_EXCEPTIONS as err:
-                reason, wait = f"{type(err).__name__}: {err}", None
-            self._backoff_or_raise(attempt, label, reason, wait)
+            with self._client.stream("GET", self.url(url), auth=None) as response:
+                self._retryable_status(response)
+                if not response.is_success:
+                    response.read()
+                    return response
+                with open(path, "wb") as fh:
+                    for chunk in response.iter_bytes(1 << 20):
+                        fh.write(chunk)
+                return response
+
+        return self.retrying(label)(attempt)
 
     # -- polling ---------------------------------------------------------------------------
-    def poll(
-        self,
-        fetch: Callable[[], T],
-        done: Callable[[T], bool],
-        *,
-        what: str,
-        deadline: float | None = None,
-    ) -> T:
-        """Call ``fetch`` until ``done(result)``; waits 0.5 s * 1.5^n capped, until a deadline."""
-        limit = time.monotonic() + (deadline if deadline is not None else self.options.poll_deadline)
-        interval = self.options.poll_interval
-        while True:
-            result = fetch()
-            if done(result):
-                return result
-            if time.monotonic() + interval > limit:
-                raise ApiError(f"{what} did not finish within {deadline or self.options.poll_deadline:.0f}s")
-            self._sleep(interval)
-            interval = min(self.options.poll_max_interval, interval * 1.5)
+    def polling(self, on_timeout: Callable[[], NoReturn]) -> Retrying:
+        """The polling schedule of asynchronous jobs: call again while the result says "not
+        yet", every ``poll_interval`` s growing 1.5x up to ``poll_max_interval``, and call
+        ``on_timeout`` rather than sleep past ``poll_deadline``."""
+        return Retrying(
+            retry=retry_if_result(bool),
+            wait=wait_exponential(multiplier=self.options.poll_interval, exp_base=1.5,
+                                  max=self.options.poll_max_interval),
+            stop=stop_before_delay(self.options.poll_deadline),
+            sleep=self._sleep,
+            retry_error_callback=lambda state: on_timeout(),
+        )
 
 
-class _BadBody(Exception):
-    pass
+def _reason(state: RetryCallState) -> str:
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, Retryable):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def _json_ok(response: httpx.Response) -> bool:

@@ -60,13 +60,16 @@ def plan_range(
     return start, end
 
 
-def state_entry(previous: dict[str, Any] | None, start: date, end: date, extracted_at: str) -> dict[str, Any]:
-    """The new state after extracting [start, end]; never moves ``extracted_to`` backwards."""
+def state_entry(previous: dict[str, Any] | None, start: date, end: date, extracted_at: str,
+                **extra: Any) -> dict[str, Any]:
+    """The new state after extracting [start, end]; never moves ``extracted_to`` backwards.
+    ``extra``: what the API said about freshness (e.g. Token Flex's ``last_process_date``)."""
     prev_to = parse_day((previous or {}).get("extracted_to"), "state")
     return {
         "extracted_to": max(end, prev_to).isoformat() if prev_to else end.isoformat(),
         "last_range": [start.isoformat(), end.isoformat()],
         "extracted_at": extracted_at,
+        **extra,
     }
 
 

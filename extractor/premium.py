@@ -12,8 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from pathlib import Path
+from datetime import date
 from typing import Any, Iterable
 
 import pyarrow as pa
@@ -26,7 +25,8 @@ from .apirows import (
 from .config import Settings
 from .dataset import DataDir, Replace
 from .errors import ApiError, InputError
-from .http import ApiClient, presigned_url_expired, safe_url
+from . import jobs
+from .http import ApiClient
 from .incremental import DEFAULT_LAG_DAYS, day_windows, month_windows, plan_range, state_entry
 from .logs import log, progress
 from .personal import hash_personal_columns, load_salt
@@ -75,11 +75,8 @@ METRICS = {"totalTokens": "tokens"}
 PAGE_LIMITS = (10000, 2000, 1000, 500, 100)
 RUNNING = {"SUBMITTED", "RUNNING", "QUEUED", "PROCESSING", "IN_PROGRESS", "PENDING"}
 FAILED = {"FAILED", "ERROR", "EXPIRED", "TIMEOUT", "CANCELLED"}
-JOB_RESUBMITS = 3
 #: usage queries (monthly windows) submitted before the first of them is read
 QUERIES_AHEAD = 4
-#: an expired or refused download URL is renewed at most this many times
-URL_RENEWALS = 6
 EXPORT_REPORT_KINDS = {"USERS": ("users", PREMIUM_USERS), "SUBSCRIPTIONS": ("subscriptions", PREMIUM_SUBSCRIPTIONS),
                        "USAGE": ("usage", PREMIUM_USAGE_FILES)}
 
@@ -201,36 +198,44 @@ def _is_json(response) -> bool:
         return False
 
 
-def query_usage(api: ApiClient, team_id: str, start: date, end: date, shape: QueryShape, task=None,
-                submitted: str | None = None) -> dict[str, list]:
-    """All rows of one usage query (team x window) as canonical columns; ``submitted`` is the
-    id of a query already submitted for this window."""
-    last_error = ""
-    for attempt in range(1, JOB_RESUBMITS + 2):
-        query_id = submitted or _submit_usage_query(api, team_id, start, end, shape)
-        submitted = None
-        what = f"usage query {query_id} (team {team_id}, {start}..{end})"
-        first = api.poll(lambda: _get_results(api, query_id, 0, shape, team_id),
-                         lambda r: str(r.get("status", "")).upper() not in RUNNING, what=what)
-        status = str(first.get("status", "")).upper()
-        if status in FAILED:
-            last_error = f"{what} ended {status}"
-            _resubmitting(last_error, attempt)
-            continue
-        if status != "COMPLETED":
-            raise ApiError(f"{what}: unexpected status {status!r}")
-        columns = _page_all(api, query_id, first, shape, team_id, what, task)
-        if columns is None:
-            last_error = f"{what} expired while paging"
-            _resubmitting(last_error, attempt)
-            continue
-        return columns
-    raise ApiError(f"{last_error}; gave up after {JOB_RESUBMITS} resubmissions")
+class UsageQuery(jobs.Job):
+    """One usage query (team x window) as a job: its status comes with the first page."""
+
+    def __init__(self, team_id: str, start: date, end: date, shape: QueryShape):
+        super().__init__(what=f"usage query {{id}} (team {team_id}, {start}..{end})")
+        self.team_id, self.start, self.end, self.shape = team_id, start, end, shape
+
+    def submit(self, api: ApiClient) -> str:
+        return _submit_usage_query(api, self.team_id, self.start, self.end, self.shape)
+
+    def check(self, api: ApiClient) -> dict:
+        return _get_results(api, self.id, 0, self.shape, self.team_id)
+
+    def status(self, info: dict) -> tuple[str, str]:
+        return _job_state(info.get("status"), self.label)
 
 
-def _resubmitting(what: str, attempt: int) -> None:
-    if attempt <= JOB_RESUBMITS:
-        log.warning("%s; resubmitting (%d/%d)", what, attempt, JOB_RESUBMITS)
+def _job_state(value: Any, label: str) -> tuple[str, str]:
+    word = str(value or "").upper()
+    if word == "COMPLETED":
+        return jobs.DONE, word
+    if word in RUNNING:
+        return jobs.RUNNING, word
+    if word in FAILED:
+        return jobs.FAILED, word
+    raise ApiError(f"{label}: unexpected status {word!r}")
+
+
+def query_usage(api: ApiClient, query: UsageQuery, task=None) -> dict[str, list]:
+    """All rows of a submitted usage query as canonical columns; a query whose result
+    expires while paging is submitted again."""
+    jobs.wait(api, [query])
+    while True:
+        columns = _page_all(api, query.id, query.info, query.shape, query.team_id, query.label, task)
+        if columns is not None:
+            return columns
+        jobs.retry(api, query, "expired while paging")
+        jobs.wait(api, [query])
 
 
 def _page_all(api, query_id, first, shape, team_id, what, task) -> dict[str, list] | None:
@@ -294,91 +299,48 @@ def usage_table(columns: dict[str, list], team: dict[str, Any], start: date, end
 
 
 # -- exports (Users, Subscriptions) --------------------------------------------------------
-def _export_status(api: ApiClient, export_id: str) -> dict:
-    return api.get_json(f"{INSIGHTS}/exports/{export_id}")
+class Export(jobs.Job):
+    """One export (CSV) as a job: a failed one is submitted again; an expired download URL is
+    renewed by reading the export again."""
 
+    def __init__(self, team_id: str, reports: list[str], start: date | None = None, end: date | None = None):
+        super().__init__(what=f"export {{id}} ({'+'.join(reports)}, team {team_id})")
+        self.body: dict[str, Any] = {"outputFormat": "CSV", "reports": reports, "teamId": team_id}
+        if start and end:
+            self.body.update(startDate=f"{start.isoformat()}T00:00:00Z", endDate=f"{end.isoformat()}T23:59:59Z")
 
-def run_export(api: ApiClient, team_id: str, reports: list[str], start: date | None = None,
-               end: date | None = None) -> dict:
-    """POST an export and poll it to COMPLETED; resubmits a failed one a few times."""
-    last = ""
-    body: dict[str, Any] = {"outputFormat": "CSV", "reports": reports, "teamId": team_id}
-    if start and end:
-        body.update(startDate=f"{start.isoformat()}T00:00:00Z", endDate=f"{end.isoformat()}T23:59:59Z")
-    for attempt in range(1, JOB_RESUBMITS + 2):
-        created = api.post_json(f"{INSIGHTS}/exports", json=body)
-        export_id = str(created.get("id") or "")
-        if not export_id:
-            raise ApiError(f"export {reports} for team {team_id}: response has no id")
-        what = f"export {export_id} ({'+'.join(reports)}, team {team_id})"
-        done = api.poll(lambda: _export_status(api, export_id),
-                        lambda r: str(r.get("status", "")).upper() not in RUNNING, what=what)
-        status = str(done.get("status", "")).upper()
-        if status == "COMPLETED":
-            if not done.get("downloads"):
-                raise ApiError(f"{what} completed without downloads")
-            return done
-        last = f"{what} ended {status}"
-        _resubmitting(last, attempt)
-    raise ApiError(f"{last}; gave up after {JOB_RESUBMITS} resubmissions")
+    def submit(self, api: ApiClient) -> str:
+        created = api.post_json(f"{INSIGHTS}/exports", json=self.body)
+        if not created.get("id"):
+            raise ApiError(f"export {self.body['reports']} for team {self.body['teamId']}: response has no id")
+        return str(created["id"])
 
+    def check(self, api: ApiClient) -> dict:
+        return api.get_json(f"{INSIGHTS}/exports/{self.id}")
 
-def _download_expired(download: dict, url: str) -> bool:
-    """Past its expiry, by an ``expir*`` field of the download object or by the URL itself."""
-    for key, value in download.items():
-        if "expir" in key.lower() and value not in (None, ""):
-            try:
-                stamp = float(value)
-                return (stamp / 1000 if stamp > 1e11 else stamp) <= time.time()
-            except (TypeError, ValueError):
-                pass
-            try:
-                when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-            except ValueError:
-                continue
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
-            return when.timestamp() <= time.time()
-    return presigned_url_expired(url)
+    def status(self, info: dict) -> tuple[str, str]:
+        return _job_state(info.get("status"), self.label)
 
-
-def fetch_downloads(api: ApiClient, export: dict, folder: Path, what: str) -> list[tuple[str, Path]]:
-    """Download every file of a completed export; renews expired URLs by GETting the export."""
-    export_id = str(export["id"])
-    files = []
-    downloads = list(export.get("downloads") or [])
-    for index in range(len(downloads)):
-        for attempt in range(1, URL_RENEWALS + 2):
-            item = downloads[index]
+    def downloads(self, info: dict) -> list[jobs.Download]:
+        out = []
+        for index, item in enumerate(info.get("downloads") or [], start=1):
             url = item.get("downloadURL") or item.get("downloadUrl") or item.get("url")
             if not url:
-                raise ApiError(f"{what}: download {index + 1} has no URL")
-            path = folder / f"{export_id}-{index + 1}"
-            response = None if _download_expired(item, url) else api.download_to(url, path)
-            if response is not None and response.is_success:
-                files.append((str(item.get("type") or "").upper(), path))
-                break
-            reason = "expired" if response is None else f"HTTP {response.status_code}"
-            if response is not None and response.status_code not in (401, 403, 404, 410):
-                raise ApiError(f"{what}: download {index + 1} ({safe_url(url)}) failed: {reason}")
-            if attempt > URL_RENEWALS:
-                raise ApiError(f"{what}: download {index + 1} still failing ({reason}) after renewing its URL")
-            log.info("%s: download URL %s (%s); getting a fresh one", what, safe_url(url), reason)
-            downloads = list(_export_status(api, export_id).get("downloads") or [])
-            if len(downloads) <= index:
-                raise ApiError(f"{what}: the export no longer lists download {index + 1}")
-    return files
+                raise ApiError(f"{self.label}: download {index} has no URL")
+            expires = next((v for k, v in item.items() if "expir" in k.lower() and v not in (None, "")), None)
+            out.append(jobs.Download(url, str(item.get("type") or "").upper(), expires))
+        return out
 
 
 def export_tables(api: ApiClient, settings: Settings, team: dict[str, Any], reports: list[str],
                   start: date | None = None, end: date | None = None) -> dict[str, pa.Table]:
     """{dataset name: table} for the USERS / SUBSCRIPTIONS (or USAGE, with dates) reports of one team."""
     wanted = [r.upper() for r in reports]
-    export = run_export(api, team["context_id"], wanted, start, end)
-    what = f"export {export['id']} (team {team['context_id']})"
+    export = jobs.run(api, Export(team["context_id"], wanted, start, end))
+    what = f"export {export.id} (team {team['context_id']})"
     tables: dict[str, list[pa.Table]] = {EXPORT_REPORT_KINDS[r][1].name: [] for r in wanted}
     with scratch_dir(settings.data_dir) as folder:
-        for report_type, path in fetch_downloads(api, export, folder, what):
+        for report_type, path in jobs.fetch(api, export, folder, export.id):
             kind = EXPORT_REPORT_KINDS.get(report_type, (None, None))[0]
             if kind is None and len(wanted) == 1:
                 kind = EXPORT_REPORT_KINDS[wanted[0]][0]
@@ -479,11 +441,12 @@ def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt
                 with progress(f"Premium usage {label} {start}..{end}", quiet=settings.quiet) as task:
                     while pending or ahead:
                         while pending and len(ahead) < QUERIES_AHEAD:
-                            w = pending.popleft()
-                            ahead.append((w, _submit_usage_query(api, team_id, w[0], w[1], shape)))
-                        (w_start, w_end), query_id = ahead.popleft()
-                        columns = query_usage(api, team_id, w_start, w_end, shape, task, submitted=query_id)
-                        yield protect(usage_table(columns, team, w_start, w_end, f"usage query {label}"))
+                            query = UsageQuery(team_id, *pending.popleft(), shape)
+                            jobs.start(api, [query])
+                            ahead.append(query)
+                        query = ahead.popleft()
+                        columns = query_usage(api, query, task)
+                        yield protect(usage_table(columns, team, query.start, query.end, f"usage query {label}"))
 
             n = _write_day_range(tx, result, "premium_usage", windows(),
                                  f"insights/v1/usage-queries contextId={team_id} {start}..{end}",

@@ -115,8 +115,9 @@ def tokenflex(settings: Settings, contracts_: tuple[str, ...], since, until, lag
                                    api=api)
     ranges = "; ".join(f"contract {c} {a}..{b}" for c, (a, b) in result.ranges.items())
     rows = ", ".join(f"{d} {n}" for d, n in result.rows.items())
+    processed = "; ".join(f"contract {c} processed by Autodesk at {when}" for c, when in result.processed.items())
     click.echo(f"Token Flex: {len(result.contracts)} contract(s); rows received: {rows or 'none'}"
-               + (f"; {ranges}" if ranges else ""))
+               + (f"; {ranges}" if ranges else "") + (f" ({processed})" if processed else ""))
 
 
 COMMANDS = [teams, contracts, extract]

@@ -48,8 +48,16 @@ def dataset_status(settings: Settings, now: datetime | None = None) -> list[dict
             "age_seconds": int((now - newest).total_seconds()) if newest else None,
             "freshness": _age(newest, now),
             "state": state.get("datasets", {}).get(row["dataset"], {}),
+            "api_processed_at": _api_processed_at(state.get("datasets", {}).get(row["dataset"], {})),
         })
     return out
+
+
+def _api_processed_at(entries: dict[str, Any]) -> str | None:
+    """The API's own freshness (Token Flex ``lastProcessDate``) saved with each contract's
+    state: the oldest of them, as the dataset is complete only up to it."""
+    stamps = [e["last_process_date"] for e in entries.values() if isinstance(e, dict) and e.get("last_process_date")]
+    return min(stamps) if stamps else None
 
 
 def _json_default(value: Any) -> Any:
@@ -75,11 +83,11 @@ def status(settings: Settings, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=f"Data dir {settings.data_dir}")
-    for column in ("dataset", "rows", "from", "to", "last run (UTC)", "freshness"):
+    for column in ("dataset", "rows", "from", "to", "last run (UTC)", "freshness", "API processed at"):
         table.add_column(column, justify="right" if column == "rows" else "left")
     for r in rows:
         table.add_row(r["dataset"], f"{r['rows']:,}", str(r["min_date"] or "-"), str(r["max_date"] or "-"),
-                      str(r["last_run_at"] or "never"), r["freshness"])
+                      str(r["last_run_at"] or "never"), r["freshness"], r["api_processed_at"] or "-")
     sink = io.StringIO()
     Console(file=sink, width=200).print(table)
     click.echo(sink.getvalue(), nl=False)

@@ -10,7 +10,7 @@ import stat
 import httpx
 import pytest
 
-from extractor.auth import Auth, FileTokenStore
+from extractor.auth import DEFAULT_SCOPE, TOKENFLEX_LOGIN_SCOPE, Auth, FileTokenStore
 from extractor.config import Settings
 from extractor.errors import AuthError
 from extractor.http import ApiClient
@@ -24,11 +24,11 @@ def follow_redirects(url: str) -> bool:
     return True
 
 
-def login(run) -> dict:
+def login(run, scope: str = DEFAULT_SCOPE) -> dict:
     settings = Settings(data_dir=run.data_dir, base_url=run.base_url)
     auth = Auth(settings)
     try:
-        return auth.login(open_browser=follow_redirects, show_url=lambda text: None, timeout=20)
+        return auth.login(open_browser=follow_redirects, show_url=lambda text: None, timeout=20, scope=scope)
     finally:
         auth.close()
 
@@ -160,7 +160,7 @@ def test_login_command_with_the_browser_replaced(run, fast_env, monkeypatch):
     monkeypatch.setattr(auth_commands.webbrowser, "open", follow_redirects)
     fast_env.delenv("APS_PAT")
     result = run("auth", "login", "--timeout", "20")
-    assert "Logged in (3-legged)" in result.output
+    assert "Logged in (3-legged, scope data:read" in result.output
     saved = token_file(run)
     assert saved["refresh_token"] not in result.output and saved["access_token"] not in result.output
     assert "3-legged" in run("auth", "status").output
@@ -177,7 +177,7 @@ def test_tokens_expiring_every_second_during_a_run(sandbox_factory, make_cli, fa
     fast_env.delenv("APS_PAT")
     import time
 
-    login(run)
+    login(run, TOKENFLEX_LOGIN_SCOPE)
     first = token_file(run)["refresh_token"]
     until = box.data.end_date
     time.sleep(1.2)  # the login's token has expired: the next run must refresh, however fast it is
