@@ -137,38 +137,3 @@ def test_hashed_user_names_join_hashed_premium_emails(run, sandbox):
                                     pc.less_equal(usage["usage_date"], pa.scalar(until))))
     both = emails_in_tf & set(in_range["email"].to_pylist())
     assert both and len(tf_users & premium_emails) == len(both)
-
-
-def test_refused_export_variant_is_not_retried_for_every_category(tmp_path):
-    """MockTransport edge case: a service that refuses ``usageDate`` in ``where`` (400) and
-    all metrics but tokensConsumed. The first category finds the accepted variant; the others
-    start from it, so each of them costs one POST under the 5-a-minute limit, not four."""
-    import json
-
-    import httpx
-
-    from extractor.config import Settings
-    from extractor.http import ApiClient
-    from extractor.tokenflex import REQUIRED_METRICS, USAGE_CATEGORIES, submit_export
-
-    posts: list[dict] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        posts.append(body)
-        if "usageDate" in body["where"] or body["metrics"] != list(REQUIRED_METRICS):
-            return httpx.Response(400, json={"error": "refused"})
-        return httpx.Response(202, json={"requestKey": f"k{len(posts)}"})
-
-    api = ApiClient(Settings(data_dir=tmp_path, base_url="http://sandbox.test"), None,
-                    transport=httpx.MockTransport(handler), sleep=lambda s: None)
-    start, end = dt.date(2026, 1, 1), dt.date(2026, 1, 31)
-    metrics, by_month = ["tokensConsumed", "usageMinutes"], False
-    per_category = []
-    for category in USAGE_CATEGORIES:
-        before = len(posts)
-        _, metrics, by_month = submit_export(api, "110001234567", category, start, end, metrics, by_month)
-        per_category.append(len(posts) - before)
-    assert per_category == [4] + [1] * (len(USAGE_CATEGORIES) - 1)
-    assert by_month and metrics == list(REQUIRED_METRICS)
-    assert posts[-1]["where"] == "usageMonth >= '2026-01-01' AND usageMonth <= '2026-01-01'"
