@@ -9,9 +9,17 @@ import pytest
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 
+from extractor import DEFAULT_CALLBACK_URL  # noqa: E402
 from extractor.sandbox import CLIENT_ID, CLIENT_SECRET, PAT  # noqa: E402,F401  (re-exported for tests)
 
-SANDBOX_OPTIONS = dict(seed=7, users=60, days=120, end_date="2026-10-31", time_scale=0.02)
+#: a registered Callback URL whose port is ``*`` matches any port of that host (a sandbox-only
+#: convenience): until `auth login` listens on one fixed callback, it picks a free port per test
+LOOPBACK_ANY_PORT = "http://127.0.0.1:*/callback"
+#: the Callback URLs registered on the test sandboxes' app; a test passes ``callback_urls=[...]``
+#: to sandbox_factory to register its own (APS matches them exactly)
+TEST_CALLBACK_URLS = [DEFAULT_CALLBACK_URL, LOOPBACK_ANY_PORT]
+SANDBOX_OPTIONS = dict(seed=7, users=60, days=120, end_date="2026-10-31", time_scale=0.02,
+                       callback_urls=TEST_CALLBACK_URLS)
 
 
 @dataclass
@@ -23,7 +31,8 @@ class SandboxServer:
 
     @property
     def app_state(self):
-        """The sandbox's live state (jobs, OAuth tokens, downloads): extractor.sandbox.app.Sandbox."""
+        """The sandbox's live state (jobs, OAuth tokens, downloads, ``refusals`` and
+        ``export_refusals()``, ``oauth.callback_urls``): extractor.sandbox.app.Sandbox."""
         return self.app.state.sandbox
 
     def stop(self) -> None:
@@ -67,11 +76,13 @@ def sandbox():
 
 @pytest.fixture
 def sandbox_factory():
-    """``sandbox_factory(**create_app_kwargs)`` starts another sandbox (small data unless given); stopped at teardown."""
+    """``sandbox_factory(**create_app_kwargs)`` starts another sandbox (small data unless given); stopped at
+    teardown. ``callback_urls=[...]`` sets the app's registered Callback URLs (default TEST_CALLBACK_URLS)."""
     started: list[SandboxServer] = []
 
     def factory(**options) -> SandboxServer:
-        base = SANDBOX_OPTIONS if "data" not in options else {"time_scale": SANDBOX_OPTIONS["time_scale"]}
+        base = SANDBOX_OPTIONS if "data" not in options else {
+            "time_scale": SANDBOX_OPTIONS["time_scale"], "callback_urls": TEST_CALLBACK_URLS}
         merged = {**base, **options}
         running = _start(**merged)
         started.append(running)

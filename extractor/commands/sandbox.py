@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .. import DEFAULT_CALLBACK_URL
 from ..errors import InputError
 
 
@@ -48,7 +49,11 @@ def sandbox_group() -> None:
               help="Multiply every job duration, URL lifetime and rate-limit window (0.01 = 100x faster).")
 @click.option("--faults", default=None, help="Inject faults, e.g. '429:0.1,500:0.05,reset:0.02,slow:0.05'.")
 @click.option("--slow-seconds", type=float, default=2.0, show_default=True, help="Delay of a 'slow' fault.")
-def serve(host, port, seed, users, days, end_date, hide_personal_data, time_scale, faults, slow_seconds) -> None:
+@click.option("--callback-url", "callback_urls", multiple=True, default=[DEFAULT_CALLBACK_URL], show_default=True,
+              help="A Callback URL registered on the sandbox's app (repeat for several); a 3-legged login "
+                   "redirecting anywhere else is refused, as APS does.")
+def serve(host, port, seed, users, days, end_date, hide_personal_data, time_scale, faults, slow_seconds,
+          callback_urls) -> None:
     """Serve the sandbox API until interrupted; prints its base URL and the credentials it accepts."""
     from ..sandbox import CLIENT_ID, CLIENT_SECRET, PAT
     from ..sandbox.app import create_app
@@ -59,6 +64,9 @@ def serve(host, port, seed, users, days, end_date, hide_personal_data, time_scal
 
     if time_scale <= 0:
         raise InputError("--time-scale must be positive")
+    for url in callback_urls:
+        if not url.startswith(("http://", "https://")):
+            raise InputError(f"--callback-url: {url!r} is not an http(s) URL")
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("the sandbox accepts fixed, public credentials: serving on %s exposes it beyond this machine", host)
     try:
@@ -69,13 +77,14 @@ def serve(host, port, seed, users, days, end_date, hide_personal_data, time_scal
         data = generate(seed=seed, users=users, days=days, end_date=_end_date(end_date))
         task.advance(1)
     app = create_app(data, hide_personal_data=hide_personal_data, time_scale=time_scale, faults=faults,
-                     slow_seconds=slow_seconds)
+                     slow_seconds=slow_seconds, callback_urls=list(callback_urls))
     try:
         server = start_in_thread(app, host=host, port=port)
     except OSError as err:
         raise InputError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
     click.echo(f"Sandbox listening on {server.base_url}")
     click.echo(f"  client id: {CLIENT_ID}  client secret: {CLIENT_SECRET}  PAT (ADSK-PAT header): {PAT}")
+    click.echo(f"  registered Callback URL(s): {', '.join(callback_urls)}")
     click.echo(f"  data: {data.usage.num_rows} usage rows, {data.start_date} .. {data.end_date}, "
                f"Token Flex contract {data.contract_number}")
     click.echo(f"  try: APS_BASE_URL={server.base_url} aps-usage ...   (Ctrl-C to stop)", nl=True)

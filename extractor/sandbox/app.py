@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .. import DEFAULT_CALLBACK_URL
 from . import PAT
 from .data import SandboxData, generate
 from .faults import FaultPlan
@@ -125,7 +126,7 @@ class Sandbox:
 
     def __init__(self, data: SandboxData, *, hide_personal_data: bool, time_scale: float, faults: FaultPlan,
                  token_ttl: int = 3600, slow_seconds: float = 2.0, rate_limits: bool = True,
-                 export_split_rows: int = EXPORT_SPLIT_ROWS):
+                 export_split_rows: int = EXPORT_SPLIT_ROWS, callback_urls=(DEFAULT_CALLBACK_URL,)):
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.data = data
@@ -134,7 +135,7 @@ class Sandbox:
         self.faults = faults
         self.slow_seconds = slow_seconds
         self.export_split_rows = max(1, int(export_split_rows))
-        self.oauth = OAuthServer(time_scale=time_scale, token_ttl=token_ttl)
+        self.oauth = OAuthServer(time_scale=time_scale, token_ttl=token_ttl, callback_urls=list(callback_urls))
         self.limiter = RateLimiter(time_scale=time_scale) if rate_limits else None
         self.jobs: dict[str, Job] = {}
         self.downloads: dict[str, DownloadFile] = {}
@@ -146,6 +147,20 @@ class Sandbox:
         self.db.register("usage", data.usage)
         self.db.register("tokenflex_usage", data.tokenflex_usage)
         self.request_log: list[tuple[str, str, int]] = []
+        #: every request the API refused with a 4xx in Autodesk's error shape, oldest first:
+        #: {"method", "route" (the path template), "path", "status", "errorCode", "message"}
+        self.refusals: list[dict] = []
+
+    def refused(self, method: str | None = None, route: str | None = None, status: int | None = None) -> list[dict]:
+        """The refusals logged, narrowed to a method, a route template and a status when given."""
+        with self.lock:
+            return [r for r in self.refusals if (method is None or r["method"] == method)
+                    and (route is None or r["route"] == route) and (status is None or r["status"] == status)]
+
+    def export_refusals(self) -> list[dict]:
+        """Token Flex export requests refused as invalid (HTTP 400): what an extractor that asks
+        for exactly what each export variant allows never causes."""
+        return self.refused("POST", "/tokenflex/v1/export/{contract}/requests", 400)
 
     def close(self) -> None:
         """Release the DuckDB connection (idempotent)."""
@@ -316,14 +331,18 @@ def create_app(
     slow_seconds: float = 2.0,
     rate_limits: bool = True,
     export_split_rows: int = EXPORT_SPLIT_ROWS,
+    callback_urls=(DEFAULT_CALLBACK_URL,),
 ) -> Starlette:
-    """The sandbox as a Starlette app; ``app.state.sandbox`` holds its state and data."""
+    """The sandbox as a Starlette app; ``app.state.sandbox`` holds its state and data.
+    ``callback_urls``: the Callback URLs registered on the sandbox's APS app (exact match)."""
+    if isinstance(callback_urls, str):
+        callback_urls = [callback_urls]
     if data is None:
         data = generate(seed=seed, users=users, days=days, end_date=end_date)
     plan = FaultPlan.parse(faults, seed=data.seed)
     sb = Sandbox(data, hide_personal_data=hide_personal_data, time_scale=time_scale, faults=plan,
                  token_ttl=token_ttl, slow_seconds=slow_seconds, rate_limits=rate_limits,
-                 export_split_rows=export_split_rows)
+                 export_split_rows=export_split_rows, callback_urls=callback_urls)
 
     from . import routes_insights, routes_tokenflex  # noqa: the route tables need ApiProblem etc. above
 
@@ -332,6 +351,9 @@ def create_app(
 
     async def authorize(request: Request):
         return await sb.oauth.authorize_endpoint(request)
+
+    async def userinfo(request: Request):
+        return await sb.oauth.userinfo_endpoint(request)
 
     async def download(request: Request):
         return routes_insights.download(sb, request)
@@ -344,12 +366,18 @@ def create_app(
         Route("/", root),
         Route("/authentication/v2/token", token, methods=["POST"]),
         Route("/authentication/v2/authorize", authorize, methods=["GET"]),
+        Route("/userinfo", userinfo, methods=["GET"]),
         Route("/sandbox-downloads/{file_id:path}", download, methods=["GET"]),
         *routes_insights.routes(sb),
         *routes_tokenflex.routes(sb),
     ]
 
     async def problem_handler(request: Request, exc: ApiProblem):
+        if 400 <= exc.status < 500:
+            with sb.lock:
+                sb.refusals.append({"method": request.method, "route": _route_template(app, request.scope),
+                                    "path": request.url.path, "status": exc.status, "errorCode": exc.code,
+                                    "message": exc.message})
         return api_error(exc.status, exc.code, exc.message, exc.headers)
 
     async def not_found(request: Request, exc):
@@ -377,25 +405,47 @@ def create_app(
                                                        Exception: unexpected})
     app.state.sandbox = sb
     app.state.data = data
-    from .middleware import FaultMiddleware
+    from starlette.middleware.cors import CORSMiddleware
 
+    from .middleware import CollapseSlashes, FaultMiddleware
+
+    # the last one added runs first: slashes collapse before CORS, and a preflight is answered
+    # before any fault is drawn
     app.add_middleware(FaultMiddleware, sandbox=sb)
+    # Autodesk's Premium Reporting sample is a static page calling the APIs from the browser
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+                       allow_headers=CORS_HEADERS, expose_headers=["Retry-After", "Content-Disposition"], max_age=600)
+    app.add_middleware(CollapseSlashes)
     return app
+
+
+#: request headers a browser page may send (preflight ``Access-Control-Allow-Headers``)
+CORS_HEADERS = ["Authorization", "ADSK-PAT", "Content-Type", "Accept-Language", "Accept", "x-correlation-id"]
+
+
+def _route_template(app: Starlette, scope: dict) -> str:
+    """The path template of the route that matched (``/tokenflex/v1/export/{contract}/requests``)."""
+    from starlette.routing import Match
+
+    for route in app.router.routes:
+        if route.matches(scope)[0] == Match.FULL:
+            return route.path
+    return scope.get("path", "")
 
 
 # -- helpers shared by the route modules ---------------------------------------------------
 
-def authenticate(sb: Sandbox, request: Request, *, write: bool, insights: bool, read_ok_for_post: bool = False):
-    """Check bearer token, expiry, scope, the PAT of 2-legged insights calls, and Token Flex limits."""
+def authenticate(sb: Sandbox, request: Request, *, insights: bool, scope: str = "data:read"):
+    """Check bearer token, expiry, the scope the endpoint's reference page requires, the PAT of
+    2-legged insights calls, and Token Flex limits."""
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
         raise ApiProblem(401, "AUTH-001", "The Authorization header is missing or not a Bearer token")
     token, why = sb.oauth.lookup(header[7:].strip())
     if token is None:
         raise ApiProblem(401, "AUTH-006" if "expired" in why else "AUTH-001", why)
-    needed = "data:read" if (not write or read_ok_for_post) else "data:write"
-    if needed not in token.scopes and not (read_ok_for_post and "data:write" in token.scopes):
-        raise ApiProblem(403, "AUTH-002", f"The token does not carry the {needed} scope")
+    if scope not in token.scopes:
+        raise ApiProblem(403, "AUTH-002", f"The token does not carry the {scope} scope this endpoint requires")
     if insights and not token.three_legged and request.headers.get("adsk-pat") != PAT:
         raise ApiProblem(401, "AUTH-012",
                          "A 2-legged token needs a valid personal access token in the ADSK-PAT header")

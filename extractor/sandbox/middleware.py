@@ -1,10 +1,12 @@
-"""ASGI middleware that injects the faults drawn by :class:`FaultPlan` into API and download calls."""
+"""ASGI middleware: one that answers a path with doubled slashes like the single-slash path, and
+one that injects the faults drawn by :class:`FaultPlan` into API and download calls."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import re
 
 from .ratelimit import retry_after_header
 
@@ -21,6 +23,25 @@ def _abort_connection(receive) -> bool:
         return False
     transport.abort()
     return True
+
+
+_SLASHES = re.compile(r"/{2,}")
+
+
+class CollapseSlashes:
+    """``//authentication/v2/token`` (what the official APS SDK sends when a base URL ends in
+    ``/``) is served like ``/authentication/v2/token``, on every route. Starlette's router
+    matches paths literally and has no stock option for this, hence these few lines."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and "//" in scope.get("path", ""):
+            scope = {**scope, "path": _SLASHES.sub("/", scope["path"])}
+            if scope.get("raw_path"):
+                scope["raw_path"] = _SLASHES.sub("/", scope["raw_path"].decode("latin-1")).encode("latin-1")
+        return await self.app(scope, receive, send)
 
 
 class FaultMiddleware:

@@ -10,6 +10,7 @@ import time
 import zipfile
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.csv as pacsv
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,20 +35,18 @@ LOCALISED_SHEETS = {
 
 def routes(sb: Sandbox) -> list[Route]:
     async def contexts(request: Request):
-        authenticate(sb, request, write=False, insights=True)
+        authenticate(sb, request, insights=True)
         return JSONResponse([
             {"contextId": r["context_id"], "alias": r["team_name"], "reportingBenefits": r["reporting_benefits"].split(",")}
             for r in sb.data.teams.to_pylist()
         ])
 
     async def submit_query(request: Request):
-        authenticate(sb, request, write=True, insights=True)
+        authenticate(sb, request, insights=True)
         _page_params(request)
         body = await _json_body(request)
-        context_id = request.query_params.get("contextId") or body.get("contextId")
-        if not context_id:
-            raise ApiProblem(400, "INVALID_REQUEST", "contextId is required (query parameter or body)")
-        context_id = str(context_id)
+        # without a contextId (Autodesk's PAT sample sends none) the token's default team answers
+        context_id = str(request.query_params.get("contextId") or body.get("contextId") or _default_team(sb))
         if context_id not in sb.data.teams["context_id"].to_pylist():
             raise ApiProblem(404, "CONTEXT_NOT_FOUND", f"No team with contextId {context_id!r}")
         sql, params, _, outputs = build_query(
@@ -61,7 +60,7 @@ def routes(sb: Sandbox) -> list[Route]:
         return JSONResponse({"id": job.id, "status": "SUBMITTED", "startTime": int(job.created_wall)})
 
     async def get_query(request: Request):
-        authenticate(sb, request, write=False, insights=True)
+        authenticate(sb, request, insights=True)
         offset, limit = _page_params(request)
         job = sb.jobs.get(request.path_params["query_id"])
         if job is None or job.kind != "premium-query":
@@ -83,7 +82,7 @@ def routes(sb: Sandbox) -> list[Route]:
         })
 
     async def submit_export(request: Request):
-        authenticate(sb, request, write=True, insights=True)
+        authenticate(sb, request, insights=True)
         body = await _json_body(request)
         spec = _validate_export(sb, body)
         job = new_job(sb, "premium-export", fails="job-error" in request.state.faults)
@@ -94,7 +93,7 @@ def routes(sb: Sandbox) -> list[Route]:
         return JSONResponse(_export_object(sb, request, job, status="SUBMITTED"))
 
     async def get_export(request: Request):
-        authenticate(sb, request, write=False, insights=True)
+        authenticate(sb, request, insights=True)
         job = sb.jobs.get(request.path_params["export_id"])
         if job is None or job.kind != "premium-export":
             raise ApiProblem(404, "EXPORT_NOT_FOUND", "No such export")
@@ -103,15 +102,20 @@ def routes(sb: Sandbox) -> list[Route]:
         return JSONResponse(_export_object(sb, request, job))
 
     async def list_exports(request: Request):
-        authenticate(sb, request, write=False, insights=True)
+        authenticate(sb, request, insights=True)
         offset, limit = _page_params(request)
         team = request.query_params.get("teamId")
-        jobs = [j for j in sb.jobs.values() if j.kind == "premium-export" and (not team or j.extra.get("teamId") == team)]
-        jobs.sort(key=lambda j: j.created)
+        with sb.lock:
+            jobs = [j for j in sb.jobs.values() if j.kind == "premium-export" and "seq" in j.extra
+                    and (not team or j.extra.get("teamId") == team)]
+        jobs.sort(key=lambda j: (j.created_wall, j.extra["seq"]), reverse=True)  # newest first
         page = jobs[offset: offset + limit]
+        for job in page:  # each listed export carries its downloads, as GET exports/<id> does
+            if _export_status(sb, job) == "COMPLETED" and "files" not in job.extra:
+                await in_thread(_prepare_files, sb, job)
         return JSONResponse({
             "pagination": {"totalResults": len(jobs), "offset": offset, "limit": limit},
-            "exports": [_export_object(sb, request, j, with_urls=False) for j in page],
+            "exports": [_export_object(sb, request, j) for j in page],
         })
 
     return [
@@ -122,6 +126,11 @@ def routes(sb: Sandbox) -> list[Route]:
         Route("/insights/v1/exports", list_exports, methods=["GET"]),
         Route("/insights/v1/exports/{export_id}", get_export, methods=["GET"]),
     ]
+
+
+def _default_team(sb: Sandbox) -> str:
+    """The team a query without contextId answers for: the first team the token sees."""
+    return str(sb.data.teams["context_id"][0].as_py())
 
 
 def _parse_instant(value, name: str) -> dt.date:
@@ -243,9 +252,18 @@ def report_tables(sb: Sandbox, x: dict) -> list[tuple[str, str, pa.Table]]:
                                                               team_ids=teams, filters=x["filters"])))
         else:
             for kind in x["usageReports"]:
-                out.append((report, kind.lower(), reports.usage_summary_report(
-                    sb.data, kind, hide_personal=hide, start=x["start"], end=x["end"], team_ids=teams,
-                    filters=x["filters"])))
+                table = reports.usage_summary_report(sb.data, kind, hide_personal=hide, start=x["start"], end=x["end"],
+                                                     team_ids=teams, filters=x["filters"])
+                if kind == "USAGE_REPORT_BY_PRODUCT" and x["outputFormat"] == "CSV":
+                    # by-product usage comes as several CSV files (how Autodesk splits them is not
+                    # public; the sandbox writes one file per team, so clients must read them all)
+                    for i, team in enumerate(sorted(set(table["team_alias"].to_pylist()), key=str)):
+                        part = table.filter(pa.compute.equal(table["team_alias"], team))
+                        out.append((report, f"{kind.lower()}_{i + 1}", part))
+                    if table.num_rows == 0:
+                        out.append((report, kind.lower(), table))
+                else:
+                    out.append((report, kind.lower(), table))
     return out
 
 

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
+from extractor import DEFAULT_CALLBACK_URL
 from extractor.sandbox import CLIENT_ID, CLIENT_SECRET, PAT
 
 TOKEN = "/authentication/v2/token"
@@ -22,7 +23,7 @@ def pkce_pair():
     return verifier, challenge
 
 
-def login(base_url: str, scope="data:read data:write", verifier=None, challenge=None, redirect="http://127.0.0.1:9/cb"):
+def login(base_url: str, scope="data:read data:write", verifier=None, challenge=None, redirect=DEFAULT_CALLBACK_URL):
     if verifier is None:
         verifier, challenge = pkce_pair()
     r = httpx.get(f"{base_url}/authentication/v2/authorize", params={
@@ -69,7 +70,7 @@ def test_pkce_code_flow_and_refresh_rotation(sandbox):
     code, verifier = login(sandbox.base_url)
     # public client: no secret, the verifier proves it
     r = httpx.post(sandbox.base_url + TOKEN, data={"grant_type": "authorization_code", "code": code, "client_id": CLIENT_ID,
-                                                   "code_verifier": verifier, "redirect_uri": "http://127.0.0.1:9/cb"})
+                                                   "code_verifier": verifier, "redirect_uri": DEFAULT_CALLBACK_URL})
     assert r.status_code == 200, r.text
     first = r.json()
     assert first["refresh_token"] and first["access_token"]
@@ -98,16 +99,16 @@ def test_pkce_code_flow_and_refresh_rotation(sandbox):
 def test_pkce_wrong_verifier_rejected(sandbox):
     code, _ = login(sandbox.base_url)
     r = httpx.post(sandbox.base_url + TOKEN, data={"grant_type": "authorization_code", "code": code, "client_id": CLIENT_ID,
-                                                   "code_verifier": "not-the-verifier"})
+                                                   "code_verifier": "not-the-verifier", "redirect_uri": DEFAULT_CALLBACK_URL})
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
 
 def test_authorize_rejects_bad_requests(sandbox):
-    base = {"response_type": "code", "client_id": CLIENT_ID, "redirect_uri": "http://127.0.0.1:9/cb"}
+    base = {"response_type": "code", "client_id": CLIENT_ID, "redirect_uri": DEFAULT_CALLBACK_URL}
     assert httpx.get(sandbox.base_url + "/authentication/v2/authorize", params={**base, "client_id": "x"}).status_code == 400
     assert httpx.get(sandbox.base_url + "/authentication/v2/authorize",
                      params={**base, "code_challenge": "abc", "code_challenge_method": "plain"}).status_code == 400
-    assert httpx.get(sandbox.base_url + "/authentication/v2/authorize", params={**base, "response_type": "token"}).status_code == 400
+    assert httpx.get(sandbox.base_url + "/authentication/v2/authorize", params={**base, "response_type": "password"}).status_code == 400
 
 
 def test_token_expires(sandbox_factory):
@@ -135,11 +136,15 @@ def test_auth_errors_on_api_calls(sandbox):
     assert httpx.get(base + "/insights/v1/contexts", headers={"Authorization": f"Bearer {read}"}).status_code == 401
     assert httpx.get(base + "/insights/v1/contexts",
                      headers={"Authorization": f"Bearer {read}", "ADSK-PAT": "wrong"}).status_code == 401
-    # scopes: GET needs data:read, POST needs data:write
+    # scopes: every insights call needs data:read, POSTs included (the Power BI connector and the
+    # PAT sample ask for data:read only); data:write alone does not read
     assert httpx.get(base + "/insights/v1/contexts", headers={"Authorization": f"Bearer {write}", "ADSK-PAT": PAT}).status_code == 403
     r = httpx.post(base + "/insights/v1/usage-queries", params={"contextId": "4865648"},
                    headers={"Authorization": f"Bearer {read}", "ADSK-PAT": PAT}, json={"metrics": ["uniqueUsers"]})
-    assert r.status_code == 403
+    assert r.status_code == 200
+    r = httpx.post(base + "/insights/v1/usage-queries", params={"contextId": "4865648"},
+                   headers={"Authorization": f"Bearer {write}", "ADSK-PAT": PAT}, json={"metrics": ["uniqueUsers"]})
+    assert r.status_code == 403 and "data:read" in r.json()["developerMessage"]
     # ... except the Token Flex usage query, which works with data:read; Token Flex needs no PAT
     contract = sandbox.data.contract_number
     r = httpx.post(f"{base}/tokenflex/v1/usage/{contract}/query", headers={"Authorization": f"Bearer {read}"},

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
+import re
 import time
 from urllib.parse import quote
 
@@ -101,13 +103,15 @@ def test_query_statuses_cache_and_errors(sandbox_factory):
         body = {"fields": ["productName"], "metrics": ["useCount"]}
         first = api.post(f"/tokenflex/v1/usage/{n}/query", json=body).json()
         assert first["status"] == "QUEUED" and first["id"].startswith("query:")
-        assert first["detail_uri"] == f"/v1/usage/{n}/query/{first['id']}"
+        assert first["detail_uri"] == f"/tokenflex/v1/usage/{n}/query/{first['id']}"
         seen = []
         wait_for(lambda: seen.append(api.get(f"/tokenflex/v1/usage/{n}/query/{first['id']}").json()["status"]) or seen[-1],
                  lambda s: s == "DONE", interval=0.02)
         assert [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s] == ["QUEUED", "PROCESSING", "DONE"]
         again = api.post(f"/tokenflex/v1/usage/{n}/query", json=body).json()
-        assert again["status"] == "DONE" and again["id"] == first["id"]  # cached identical query
+        assert again["status"] == "DONE" and again["id"] == first["id"]  # cached identical query ...
+        done = api.get(sb.base_url + again["detail_uri"]).json()  # detail_uri resolves against the host
+        assert again["result"] == done["result"] and done["result"]["total"] > 0  # ... answered in the POST
         for bad in ({"fields": ["chargeCategory"]}, {"fields": ["nope"]}, {"metrics": ["totalTokens"]},
                     {"metrics": ["useCount"], "usageCategory": ["GAMES"]}, {"metrics": ["useCount"], "where": "NOT a = 1"}):
             r = api.post(f"/tokenflex/v1/usage/{n}/query", json=bad)
@@ -138,7 +142,9 @@ def test_export_lifecycle(api, db, n, sandbox):
     # a client that does not encode '#' sends only the part before it
     assert api.get(f"/tokenflex/v1/export/{n}/requests/{key}").status_code == 404
     done = wait_for(lambda: api.get(url).json(), lambda j: j["requestStatus"] != "Requested")
-    assert done["requestStatus"] == "Download" and done["readFlag"] is False
+    assert done["requestStatus"] == "Download" and done["readFlag"] == "N"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}", done["exportRequestDate"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}", done["downloadUrlExpireDate"])
     assert done["downloadUrl"].startswith(sandbox.base_url + "/sandbox-downloads/") and done["downloadUrlExpireDate"]
     text = httpx.get(done["downloadUrl"]).text
     rows = list(csv.reader(io.StringIO(text)))
@@ -147,22 +153,25 @@ def test_export_lifecycle(api, db, n, sandbox):
                              AND contract_year = 2""").fetchone()
     assert len(rows) - 1 == expected[0]
     assert sum(float(r[-1]) for r in rows[1:]) == expected[1]
-    assert api.get(url).json()["readFlag"] is True
+    assert api.get(url).json()["readFlag"] == "Y"
     # refreshUrl gives a new URL; listing by date finds it; delete removes it
     refreshed = api.post(url + "/refreshUrl").json()
     assert refreshed["downloadUrl"] != done["downloadUrl"] and httpx.get(refreshed["downloadUrl"]).status_code == 200
-    today = key[:10]
-    keys = [x["requestKey"] for x in api.get(f"/tokenflex/v1/export/{n}/requests", params={"fromDate": today, "toDate": today}).json()]
-    assert key in keys
-    assert key not in [x["requestKey"] for x in api.get(f"/tokenflex/v1/export/{n}/requests",
-                                                          params={"toDate": "2000-01-01"}).json()]
+    made = dt.datetime.fromisoformat(req["exportRequestDate"])
+    def listed(lo, hi):
+        r = api.get(f"/tokenflex/v1/export/{n}/requests", params={"fromDate": lo.isoformat() + "Z", "toDate": hi.isoformat() + "Z"})
+        assert r.status_code == 200, r.text
+        return [x["requestKey"] for x in r.json()]
+    assert key in listed(made, made + dt.timedelta(microseconds=1))  # fromDate inclusive
+    assert key not in listed(made - dt.timedelta(seconds=1), made)  # toDate exclusive
+    assert api.get(f"/tokenflex/v1/export/{n}/requests", params={"toDate": "2030-01-01T00:00:00Z"}).status_code == 400
     assert api.post(url + "/retry").status_code == 400  # only failed exports
     assert api.delete(url).status_code == 204
     assert api.get(url).status_code == 404
 
 
 @pytest.mark.parametrize("body", [
-    {"fields": ["productName"], "metrics": ["tokensConsumed"]},  # no downloadFileName
+    {"fields": ["productName"], "metrics": ["tokensConsumed"], "downloadFileName": ""},  # an empty name
     {"fields": ["chargedItemID"], "metrics": ["tokensConsumed"], "downloadFileName": "x"},  # session field, no category
     {"fields": ["chargedItemID"], "metrics": ["tokensConsumed"], "downloadFileName": "x",
      "usageCategory": ["DESKTOP_PRODUCT", "CLOUD_PRODUCT"]},  # mixed categories at session level
@@ -187,12 +196,22 @@ def test_export_url_expires_then_refresh(sandbox_factory):
 
 
 def test_schedules(api, n):
-    r = api.post(f"/tokenflex/v1/export/{n}/schedules", json={"frequency": "WEEKLY", "fields": ["productName"],
-                                                             "metrics": ["tokensConsumed"], "downloadFileName": "weekly"})
-    assert r.status_code == 201
-    assert r.json()["scheduleId"] in [s["scheduleId"] for s in api.get(f"/tokenflex/v1/export/{n}/schedules").json()]
-    assert api.post(f"/tokenflex/v1/export/{n}/schedules", json={"frequency": "HOURLY", "downloadFileName": "x",
-                                                                 "metrics": ["useCount"]}).status_code == 400
+    body = {"dateRangeExpression": "Previous-1-Month", "enableFlag": "Y", "frequencyExpression": "0 0 6 1 * ?",
+            "scheduleObjects": [{"usageCategory": "DESKTOP_PRODUCT"}, {"usageCategory": "CLOUD"}]}
+    r = api.post(f"/tokenflex/v1/export/{n}/schedules", json=body)
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert set(made) == {"scheduleID", "dateRangeExpression", "enableFlag", "frequencyExpression", "scheduleObjects"}
+    one = f"/tokenflex/v1/export/{n}/schedules/{quote(made['scheduleID'], safe='')}"
+    assert made in api.get(f"/tokenflex/v1/export/{n}/schedules").json() and api.get(one).json() == made
+    r = api.put(one, json={"enableFlag": "N"})
+    assert r.status_code == 200 and r.json()["enableFlag"] == "N" and r.json()["scheduleObjects"] == body["scheduleObjects"]
+    for bad in ({**body, "frequencyExpression": "DAILY"}, {**body, "enableFlag": "yes"},
+                {**body, "dateRangeExpression": "Previous-2-Month"}, {**body, "scheduleObjects": []},
+                {**body, "scheduleObjects": [{"usageCategory": "MANUAL_ADJUSTMENT"}]}):
+        assert api.post(f"/tokenflex/v1/export/{n}/schedules", json=bad).status_code == 400, bad
+    assert api.delete(one).status_code == 204
+    assert api.get(one).status_code == 400  # the reference page: an unknown schedule is a 400
 
 
 def test_rate_limit_burst_then_429_with_retry_after(sandbox_factory):
