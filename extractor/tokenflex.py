@@ -235,10 +235,10 @@ class ExportRequest(jobs.Job):
         return api.get_json(self.path)
 
     def status(self, info: dict) -> tuple[str, str]:
-        word = str(info.get("requestStatus") or info.get("status") or "")
-        if word.upper() == DONE:
+        word = str(info.get("requestStatus") or info.get("status") or "").upper()
+        if word == DONE:
             return jobs.DONE, word
-        if word.upper() in (ERROR, "FAILED", "EXPIRED", "TIMEOUT"):
+        if word in (ERROR, "FAILED", "EXPIRED", "TIMEOUT"):
             return jobs.FAILED, word
         return jobs.RUNNING, word
 
