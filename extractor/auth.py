@@ -364,9 +364,11 @@ class Auth(httpx.Auth):
             except (ValueError, AttributeError):  # APS shows an HTML error page
                 detail = re.sub(r"<(script|style)\b.*?</\1>|<[^>]+>", " ", response.text, flags=re.S | re.I)
             detail = redact(" ".join(str(detail).split())[:200])
-            raise AuthError(f"login refused by {AUTHORIZE_PATH} (HTTP {response.status_code}: {detail}): register "
-                            f"{redirect_uri} as the Callback URL of the APS app, or set APS_CALLBACK_URL to the one "
-                            "registered")
+            hint = ""
+            if "redirect" in detail.lower() or "callback" in detail.lower():
+                hint = (f": register {redirect_uri} as the Callback URL of the APS app, or set APS_CALLBACK_URL "
+                        "to the one registered")
+            raise AuthError(f"login refused by {AUTHORIZE_PATH} (HTTP {response.status_code}: {detail}){hint}")
 
     def _refresh(self, force: bool = False) -> dict:
         # Another aps-usage process may share this login: refresh under an inter-process lock

@@ -74,7 +74,7 @@ def test_no_secret_anywhere(recorded_sandbox, fast_env, monkeypatch, tmp_path):
     sandbox_files.write_files(state.data, downloads)
     span = ["--since", RANGE[0], "--until", RANGE[1]]
     commands = [
-        ["auth", "login", "--timeout", "30"],
+        ["auth", "login", "--tokenflex", "--timeout", "30"],
         ["auth", "status"],
         ["teams"],
         ["contracts"],
