@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import time
+import zipfile
 
 import httpx
 
@@ -78,3 +81,24 @@ def run_tokenflex_query(c: httpx.Client, contract: str, body: dict, limit: int =
         rows.extend(page["result"]["rows"])
         offset += limit
     return res["result"]["columns"], rows
+
+
+def decode_download(raw: bytes) -> bytes:
+    """A downloaded export file's bytes, un-gzipped or un-zipped by its magic bytes."""
+    if raw[:2] == b"\x1f\x8b":
+        return gzip.decompress(raw)
+    if raw[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            return zf.read(zf.namelist()[0])
+    return raw
+
+
+def export(api: httpx.Client, body: dict, wait: bool = True) -> dict:
+    """POST an insights export; unless ``wait`` is false, poll until it leaves SUBMITTED."""
+    r = api.post("/insights/v1/exports", json=body)
+    assert r.status_code == 200, r.text
+    submitted = r.json()
+    assert submitted["status"] == "SUBMITTED" and submitted["downloads"] == []
+    if not wait:
+        return submitted
+    return wait_for(lambda: api.get(f"/insights/v1/exports/{submitted['id']}").json(), lambda j: j["status"] != "SUBMITTED")

@@ -38,6 +38,30 @@ def test_serve_answers_within_3_seconds_at_default_size(tmp_path):
         proc.wait(timeout=10)
 
 
+def test_serve_registers_the_callback_urls_given():
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    mine = "http://127.0.0.1:4321/callback"
+    proc = subprocess.Popen([sys.executable, "-m", "extractor", "sandbox", "serve", "--port", "0", "--users", "12",
+                             "--days", "5", "--callback-url", mine], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        base_url = proc.stdout.readline().split()[-1]
+        assert base_url.startswith("http://127.0.0.1:"), base_url + proc.stderr.read()
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert any(mine in line for line in lines), lines
+        params = {"response_type": "code", "client_id": "sandbox-client", "scope": "data:read"}
+        r = httpx.get(base_url + "/authentication/v2/authorize", params={**params, "redirect_uri": mine})
+        assert r.status_code == 302 and r.headers["location"].startswith(mine + "?code=")
+        r = httpx.get(base_url + "/authentication/v2/authorize",
+                      params={**params, "redirect_uri": "http://localhost:8765/callback"})
+        assert r.status_code == 400 and "Invalid redirect_uri" in r.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    result = CliRunner().invoke(cli, ["sandbox", "serve", "--port", "0", "--callback-url", "localhost/cb"], obj=None)
+    assert result.exit_code != 0 and "--callback-url" in result.output
+
+
 def test_serve_rejects_bad_faults():
     result = CliRunner().invoke(cli, ["sandbox", "serve", "--port", "0", "--faults", "teapot:1"], obj=None)
     assert result.exit_code == 2 and "teapot" in result.output

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import gzip
 import io
 import json
 import time
-import zipfile
 
 import duckdb
 import httpx
@@ -17,7 +15,7 @@ import pyarrow.compute as pc
 import pytest
 from openpyxl import load_workbook
 
-from .helpers import client, run_premium_query, wait_for
+from .helpers import client, decode_download as _decode, export as _export, run_premium_query, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -148,25 +146,6 @@ def test_limit_bounds_on_poll(api, sandbox):
 
 
 # ---- exports ----------------------------------------------------------------------------------
-
-def _decode(raw: bytes) -> bytes:
-    if raw[:2] == b"\x1f\x8b":
-        return gzip.decompress(raw)
-    if raw[:4] == b"PK\x03\x04":
-        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
-            return zf.read(zf.namelist()[0])
-    return raw
-
-
-def _export(api, body, wait=True):
-    r = api.post("/insights/v1/exports", json=body)
-    assert r.status_code == 200, r.text
-    submitted = r.json()
-    assert submitted["status"] == "SUBMITTED" and submitted["downloads"] == []
-    if not wait:
-        return submitted
-    return wait_for(lambda: api.get(f"/insights/v1/exports/{submitted['id']}").json(), lambda j: j["status"] != "SUBMITTED")
-
 
 def test_csv_export_several_files_encodings_and_contents(sandbox_factory):
     sb = sandbox_factory(export_split_rows=1000)

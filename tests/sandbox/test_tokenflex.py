@@ -15,6 +15,8 @@ import pytest
 
 from .helpers import client, run_tokenflex_query, wait_for
 
+EXPORTS = "/tokenflex/v1/export/{n}/requests"
+
 
 @pytest.fixture(scope="module")
 def api(sandbox):
@@ -260,3 +262,107 @@ def test_query_pagination_all_pages_equal_total_no_duplicates(api, db, n):
                           "machine_name FROM tf)").fetchone()[0]
     assert len(rows) == total == expected and len(set(rows)) == total
     assert api.get(f"/tokenflex/v1/usage/{n}/query/{qid}", params={"limit": 10_001}).status_code == 400
+
+
+# -- fidelity to Autodesk's clients and reference pages --------------------------------------------------------------------------------
+def test_enrichment_names_as_fields_and_where_terms(api, db, sandbox):
+    """Autodesk's export app asks for "Geo" and "Country" (GET enrichment names them GEO, Country)."""
+    n = sandbox.data.contract_number
+    names = api.get(f"/tokenflex/v1/contract/{n}/enrichment").json()
+    geo = api.get(f"/tokenflex/v1/contract/{n}/enrichment/GEO").json()[0]
+    assert "GEO" in names and "Country" in names
+    body = {"fields": ["Geo", "Country", "productName"], "metrics": ["tokensConsumed", "usageHours"],
+            "usageCategory": ["DESKTOP_PRODUCT"], "where": f"contractYear >= 1 AND geo = '{geo}'"}
+    columns, rows = run_tokenflex_query(api, n, body)
+    assert columns == body["fields"] + body["metrics"]
+    expected = db.execute("""SELECT custom_field1, custom_field4, product_name, sum(tokens_consumed), sum(usage_hours)
+                             FROM tf WHERE usage_category = 'DESKTOP_PRODUCT' AND custom_field1 = ?
+                             GROUP BY ALL""", [geo]).fetchall()
+    assert sorted(tuple(r[:3]) for r in rows) == sorted(r[:3] for r in expected) and rows
+    assert sum(r[3] for r in rows) == pytest.approx(sum(r[3] for r in expected))
+    assert api.post(f"/tokenflex/v1/usage/{n}/query", json={"fields": ["Planet"]}).status_code == 400
+
+
+DESKTOP_SESSION = {"fields": ["usageDate", "userName", "productName", "chargedItemID", "sessionStartDate",
+                              "sessionEndDate", "chargeCategory", "machineName", "customField1"],
+                   "usageCategory": ["DESKTOP_PRODUCT"], "where": "contractYear = 2"}
+
+
+@pytest.mark.parametrize("metrics, refused", [
+    (["tokensConsumed", "usageMinutes", "useCount"], "useCount"),
+    (["tokensConsumed", "uniqueUsers"], "uniqueUsers"),
+    (["uniqueProducts"], "uniqueProducts"),
+])
+def test_session_level_desktop_export_refuses_other_metrics(sandbox_factory, metrics, refused):
+    sb = sandbox_factory()
+    n = sb.data.contract_number
+    with client(sb.base_url, pat=False) as api:
+        r = api.post(EXPORTS.format(n=n), json={**DESKTOP_SESSION, "metrics": metrics})
+        assert r.status_code == 400 and refused in r.json()["developerMessage"]
+        log = sb.app_state.export_refusals()
+        assert len(log) == 1 and log[0]["status"] == 400 and refused in log[0]["message"]
+        assert log[0]["route"] == "/tokenflex/v1/export/{contract}/requests" and log[0]["method"] == "POST"
+
+
+def test_session_level_desktop_export_allowed_shapes(sandbox_factory):
+    sb = sandbox_factory()
+    n = sb.data.contract_number
+    with client(sb.base_url, pat=False) as api:
+        ok = [
+            {**DESKTOP_SESSION, "metrics": ["tokensConsumed", "usageMinutes", "usageHours"]},
+            {**DESKTOP_SESSION, "fields": ["sessionStartDate", "licenseServerTimeZoneOffset"], "metrics": ["usageMinutes"]},
+            # not session level: aggregate metrics are fine
+            {"fields": ["usageDate", "productName"], "metrics": ["useCount", "uniqueUsers"], "usageCategory": ["DESKTOP_PRODUCT"]},
+            # session level for cloud products is not bound by the desktop rule
+            {"fields": ["chargedItemID", "hubName"], "metrics": ["useCount"], "usageCategory": ["CLOUD_PRODUCT"]},
+        ]
+        for body in ok:
+            r = api.post(EXPORTS.format(n=n), json=body)
+            assert r.status_code == 200, (body, r.text)
+        assert sb.app_state.export_refusals() == []
+        r = api.post(EXPORTS.format(n=n), json={**DESKTOP_SESSION, "fields": ["chargedItemID", "hubName"],
+                                                "metrics": ["tokensConsumed"]})
+        assert r.status_code == 400 and "hubName" in r.json()["developerMessage"]
+        assert [x["errorCode"] for x in sb.app_state.export_refusals()] == ["INVALID_FIELD"]
+        # other routes' refusals are logged too, apart from export requests
+        assert api.get(f"/tokenflex/v1/usage/{n}/query/query:nope").status_code == 404
+        assert sb.app_state.refused(status=404)[-1]["route"] == "/tokenflex/v1/usage/{contract}/query/{query_id}"
+
+
+def test_session_export_csv_has_usage_minutes_for_every_row(sandbox_factory):
+    sb = sandbox_factory()
+    n = sb.data.contract_number
+    with client(sb.base_url, pat=False) as api:
+        body = {**DESKTOP_SESSION, "metrics": ["tokensConsumed", "usageMinutes", "usageHours"]}
+        key = api.post(EXPORTS.format(n=n), json=body).json()["requestKey"]
+        url = f"{EXPORTS.format(n=n)}/{quote(key, safe='')}"
+        done = wait_for(lambda: api.get(url).json(), lambda j: j["requestStatus"] != "Requested")
+        rows = list(csv.DictReader(io.StringIO(httpx.get(done["downloadUrl"]).text)))
+        assert rows and all(r["usageMinutes"] != "" for r in rows)
+
+
+def test_export_request_shapes_of_the_reference_pages(api, sandbox):
+    n = sandbox.data.contract_number
+    r = api.post(EXPORTS.format(n=n), json={"fields": ["productName"], "metrics": ["tokensConsumed"]})
+    assert r.status_code == 200, r.text  # downloadFileName is optional
+    req = r.json()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d#[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                        req["requestKey"])
+    assert req["downloadFileName"].endswith(".csv") and n in req["downloadFileName"]
+    assert req["readFlag"] == "N" and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}", req["exportRequestDate"])
+    url = f"{EXPORTS.format(n=n)}/{quote(req['requestKey'], safe='')}"
+    done = wait_for(lambda: api.get(url).json(), lambda j: j["requestStatus"] != "Requested")
+    assert done["readFlag"] == "N"
+    # markRead answers the keys whose flag changed; one already "Y" is no success
+    assert api.post(f"{EXPORTS.format(n=n)}/markRead", json=[req["requestKey"], "nope"]).json() == [req["requestKey"]]
+    assert api.post(f"{EXPORTS.format(n=n)}/markRead", json=[req["requestKey"]]).json() == []
+    assert api.get(url).json()["readFlag"] == "Y"
+    assert api.post(f"{EXPORTS.format(n=n)}/markRead", json={"keys": []}).status_code == 400
+    # listing: fromDate and toDate are required date-times; "null" lists UI and scheduled exports
+    assert api.get(EXPORTS.format(n=n), params={"fromDate": "2020-01-01T00:00:00Z"}).status_code == 400
+    assert api.get(EXPORTS.format(n=n), params={"fromDate": "2020-01-01", "toDate": "yesterday"}).status_code == 400
+    listed = api.get(EXPORTS.format(n=n), params={"fromDate": "2020-08-20T22:43:13.132559Z",
+                                                 "toDate": "2099-01-01T00:00:00Z"}).json()
+    assert req["requestKey"] in [x["requestKey"] for x in listed] and all("downloadUrl" not in x for x in listed)
+    assert api.get(EXPORTS.format(n="null"), params={"fromDate": "2020-01-01T00:00:00Z",
+                                                    "toDate": "2099-01-01T00:00:00Z"}).json() == []
