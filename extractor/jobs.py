@@ -41,7 +41,7 @@ class Download:
         return when is not None and when <= datetime.now(timezone.utc)
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself, whatever its fields say
 class Job:
     """One asynchronous job. Subclasses implement ``submit``, ``check`` and ``status``; the
     defaults retry by submitting again and renew URLs by checking again."""
