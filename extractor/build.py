@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from importlib import resources
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 from .config import Settings
 from .dataset import DataDir
@@ -134,8 +134,8 @@ def _check_target(target: str) -> None:
         raise InputError(f"unknown dbt target {target!r}: choose one of {', '.join(TARGETS)}")
     if target == "spark":
         try:
-            import pyspark  # noqa: F401
             import dbt.adapters.spark  # noqa: F401
+            import pyspark  # noqa: F401
         except ImportError as err:
             raise BuildError(f"target spark needs pyspark and dbt-spark (pip install 'aps-usage[spark]'): {err}") from None
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 S = pa.string()
 D = pa.date32()
 F = pa.float64()
-I = pa.int64()
+INT = pa.int64()
 B = pa.bool_()
 TS = pa.timestamp("us", tz="UTC")
 
@@ -81,8 +81,8 @@ PREMIUM_USAGE = DatasetSpec(
         "source": S,
         "tokens": F,
         **_USER_IDENTITY,
-        "is_parent_product": I,
-        "is_product_versioned": I,
+        "is_parent_product": INT,
+        "is_product_versioned": INT,
         "reporting_entity_id": S,
         "contract_number": S,
     },
@@ -124,7 +124,7 @@ PREMIUM_USAGE_FILES = DatasetSpec(
         "account_status": S,
         "subscription_id": S,
         "contract_number": S,
-        "seat_quantity": I,
+        "seat_quantity": INT,
         "subscription_status": S,
         "start_date": D,
         "end_date": D,
@@ -132,8 +132,8 @@ PREMIUM_USAGE_FILES = DatasetSpec(
         "contract_manager_email": S,
         "reseller_name": S,
         "reseller_email": S,
-        "days_used": I,
-        "days_inactive": I,
+        "days_used": INT,
+        "days_inactive": INT,
         "last_accessed": D,
         "monthly_average": F,
         "assigned_date": D,
@@ -170,8 +170,8 @@ PREMIUM_USERS = DatasetSpec(
         "seat_assignment": S,
         "assigned_date": D,
         "last_accessed": D,
-        "days_inactive": I,
-        "days_used": I,
+        "days_inactive": INT,
+        "days_used": INT,
     },
     scope_columns=("team_id",),
     snapshot_columns=("team_name",),
@@ -192,7 +192,7 @@ PREMIUM_SUBSCRIPTIONS = DatasetSpec(
         "term": S,
         "usage_type": S,
         "access_method": S,
-        "seat_quantity": I,
+        "seat_quantity": INT,
         "subscription_status": S,
         "start_date": D,
         "end_date": D,
@@ -215,7 +215,7 @@ TOKENFLEX_USAGE = DatasetSpec(
         "contract_number": S,
         "usage_date": D,
         "usage_month": D,
-        "contract_year": I,
+        "contract_year": INT,
         "usage_category": S,
         "charge_category": S,
         "product_line_code": S,
@@ -237,7 +237,7 @@ TOKENFLEX_USAGE = DatasetSpec(
         "tokens_consumed": F,
         "usage_minutes": F,
         "usage_hours": F,
-        "use_count": I,
+        "use_count": INT,
         **{f"custom_field{i}": S for i in range(1, 11)},
     },
     date_column="usage_date",
@@ -262,7 +262,7 @@ TOKENFLEX_CONTRACTS = DatasetSpec(
         "contract_end_date": D,
         "is_active": B,
         "multiyear_provisioned_tokens": F,
-        "contract_year": I,
+        "contract_year": INT,
         "year_start_date": D,
         "year_end_date": D,
         "provisioned_tokens": F,

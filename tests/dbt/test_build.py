@@ -8,12 +8,6 @@ import datetime as dt
 
 import pytest
 from click.testing import CliRunner
-
-from extractor.build import parse_vars, run_build
-from extractor.cli import cli
-from extractor.config import Settings
-from extractor.errors import BuildError, InputError
-
 from dbt_rawdata import (
     mart_tables,
     warehouse_query,
@@ -21,6 +15,11 @@ from dbt_rawdata import (
     write_sandbox_dataset,
     write_tiny_dataset,
 )
+
+from extractor.build import parse_vars, run_build
+from extractor.cli import cli
+from extractor.config import Settings
+from extractor.errors import BuildError, InputError
 
 FAST = "resource_type:unit_test"  # unit tests are D2's mart rules; run them once, in the sandbox build
 
@@ -203,7 +202,7 @@ def test_incremental_build_adds_a_new_day_and_matches_a_full_refresh(tmp_path):
     select = ["+fct_daily_usage"]
     run_build(settings, select=select, exclude=FAST)
     october_before = warehouse_query(tmp_path, "select * from marts.fct_daily_usage where usage_month = date '2026-10-01' order by 1")
-    later = dt.datetime(2026, 11, 21, 6, 0, tzinfo=dt.timezone.utc)
+    later = dt.datetime(2026, 11, 21, 6, 0, tzinfo=dt.UTC)
     write_raw(tmp_path / "raw", "premium_usage", [dict(
         usage_date=dt.date(2026, 11, 20), usage_month=dt.date(2026, 11, 1), context_id="100", team_name="Design",
         product_name="AutoCAD", child_product_name="AutoCAD", product_line_code="ACD", feature_id="ACD",
@@ -262,7 +261,7 @@ def test_incremental_builds_equal_a_full_refresh(tmp_path):
     assert warehouse_query(tmp_path, october) == [("U1", "Architecture", dt.date(2026, 11, 6), True)]
 
     # a new day in December (Flex, so every month mart gets rows), and alice moves department
-    later = dt.datetime(2026, 12, 3, 6, 0, tzinfo=dt.timezone.utc)
+    later = dt.datetime(2026, 12, 3, 6, 0, tzinfo=dt.UTC)
     write_raw(raw, "premium_usage", [dict(
         usage_date=dt.date(2026, 12, 2), usage_month=dt.date(2026, 12, 1), context_id="200", team_name="Build",
         product_name="Civil 3D", child_product_name="Civil 3D", product_line_code="CIV3D", feature_id="CIV3D",
