@@ -12,13 +12,13 @@ with params as (
 
 monthly as (
     select
-        user_key,
-        product_name,
-        usage_month,
-        flex_usage_days as usage_days,
-        flex_tokens as tokens
-    from {{ marts_monthly_product_usage() }} as monthly_usage
-    where flex_usage_days > 0
+        mp.user_key,
+        mp.product_name,
+        mp.usage_month,
+        mp.flex_usage_days as usage_days,
+        mp.flex_tokens as tokens
+    from {{ marts_monthly_product_usage() }} as mp
+    where mp.flex_usage_days > 0
 )
 
 select

@@ -26,6 +26,7 @@ tokenflex as (
 ),
 {% else %}
 premium as (select * from premium_rows),
+
 tokenflex as (select * from tokenflex_rows),
 {% endif %}
 
