@@ -94,19 +94,9 @@
 {%- endmacro %}
 
 
-{#- DOUBLE in DuckDB and Spark. dbt.type_float() is a 4-byte float on both, and Spark makes
-    decimals of literals like 30.0: money and ratios in the marts are cast to this. -#}
-{% macro marts_type_double() -%}
-    {{ return(adapter.dispatch('marts_type_double')()) }}
-{%- endmacro %}
-
-{% macro default__marts_type_double() -%}
-    double
-{%- endmacro %}
-
-{#- cast(expr as double) -#}
+{#- cast(expr as double): money and ratios in the marts (Spark makes decimals of literals like 30.0) -#}
 {% macro marts_double(expr) -%}
-    cast({{ expr }} as {{ marts_type_double() }})
+    cast({{ expr }} as {{ type_double() }})
 {%- endmacro %}
 
 
