@@ -4,12 +4,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,tableau,spark]'
+	$(PY) -m pip install -q -e '.[test,lint,tableau,spark]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,6 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# ruff for Python, sqlfluff (dbt templater: compiles the project on an empty data dir) for SQL
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	APS_USAGE_DATA_DIR=$$(mktemp -d) $(VENV)/bin/sqlfluff lint dbt_project/models
+	$(PY) -m extractor.generate --check
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

@@ -68,7 +68,7 @@ def synthesize(data_dir: Path, rows: int, users: int, seed: int = 1) -> dict:
     rng = np.random.default_rng(seed)
     dd = DataDir(data_dir)
     dd.ensure_schema_files()
-    extracted = pa.scalar(dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc), pa.timestamp("us", tz="UTC"))
+    extracted = pa.scalar(dt.datetime(2026, 11, 1, tzinfo=dt.UTC), pa.timestamp("us", tz="UTC"))
     user_ids = [f"U{i:07d}" for i in range(users)]
     emails = [f"user{i}@bench.example" for i in range(users)]
     start = END - dt.timedelta(days=DAYS - 1)
@@ -192,7 +192,7 @@ def add_one_day(data_dir: Path, rows: int, users: int, number: int = 1) -> int:
     }
     columns = {name: base.get(name, pa.nulls(n, spec.columns[name])) for name in spec.columns}
     columns["_source"] = pa.array(["bench new day"] * n, pa.string())
-    extracted = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+    extracted = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     columns["_extracted_at"] = pa.array([extracted] * n, pa.timestamp("us", tz="UTC"))
     columns["_row_hash"] = pa.array([f"new{number:03d}{i:026x}" for i in range(n)], pa.string())
     _write(DataDir(data_dir).raw_dir / "premium_usage" / f"month={day:%Y-%m}", f"bench-new-day-{number}.parquet",

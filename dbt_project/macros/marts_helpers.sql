@@ -94,19 +94,9 @@
 {%- endmacro %}
 
 
-{#- DOUBLE in DuckDB and Spark. dbt.type_float() is a 4-byte float on both, and Spark makes
-    decimals of literals like 30.0: money and ratios in the marts are cast to this. -#}
-{% macro marts_type_double() -%}
-    {{ return(adapter.dispatch('marts_type_double')()) }}
-{%- endmacro %}
-
-{% macro default__marts_type_double() -%}
-    double
-{%- endmacro %}
-
-{#- cast(expr as double) -#}
+{#- cast(expr as double): money and ratios in the marts (Spark makes decimals of literals like 30.0) -#}
 {% macro marts_double(expr) -%}
-    cast({{ expr }} as {{ marts_type_double() }})
+    cast({{ expr }} as {{ type_double() }})
 {%- endmacro %}
 
 
@@ -131,5 +121,16 @@
 {% macro marts_user_columns(alias) -%}
     {%- for column in marts_user_column_names() -%}
     {{ alias }}.{{ column }}{{ ",\n    " if not loop.last }}
+    {%- endfor -%}
+{%- endmacro %}
+
+
+{#- The charge-back marts' user columns: cost_center and department (the unmapped label
+    without metadata), then the user's identity and location. -#}
+{% macro marts_cost_center_columns(alias) -%}
+    coalesce({{ alias }}.cost_center, {{ marts_unmapped_label() }}) as cost_center,
+    coalesce({{ alias }}.department, {{ marts_unmapped_label() }}) as department,
+    {%- for column in ['email', 'full_name', 'team_name', 'geo', 'country', 'city'] %}
+    {{ alias }}.{{ column }}{{ "," if not loop.last }}
     {%- endfor -%}
 {%- endmacro %}

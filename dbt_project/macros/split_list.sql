@@ -12,7 +12,3 @@
 {% macro spark__explode_list(column, separator) -%}
     explode(split({{ column }}, '{{ separator }}'))
 {%- endmacro %}
-
-{% macro databricks__explode_list(column, separator) -%}
-    explode(split({{ column }}, '{{ separator }}'))
-{%- endmacro %}

@@ -19,7 +19,7 @@ from extractor.schemas import DATASETS
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 
-EXTRACTED_AT = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.timezone.utc)
+EXTRACTED_AT = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.UTC)
 
 
 def row_hash(spec, row: dict) -> str:

@@ -11,11 +11,10 @@ import os
 import shutil
 
 import pytest
+from dbt_rawdata import mart_tables, warehouse_query, write_sandbox_dataset
 
 from extractor.build import run_build
 from extractor.config import Settings
-
-from dbt_rawdata import mart_tables, warehouse_query, write_sandbox_dataset
 
 pytestmark = pytest.mark.spark
 
@@ -55,7 +54,7 @@ def _normalise(value):
         return round(float(value), 6) + 0.0
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return value.isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -111,7 +110,7 @@ def test_incremental_new_day_matches_duckdb(spark_and_duckdb_builds, sandbox_sma
         usage_date=day, usage_month=day.replace(day=1), team_name=user["team_name"], product_name="AutoCAD",
         child_product_name="AutoCAD", product_line_code="ACD", feature_id="ACD", version="2026", source="sus",
         user_id=user["user_id"], email=user["email"])],
-        extracted_at=dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc), part="part-new-day")
+        extracted_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC), part="part-new-day")
     settings = Settings(data_dir=data_dir, quiet=True)
     select = ["fct_daily_usage"]
     run_build(settings, target="duckdb", select=select, exclude=MODELS_ONLY)

@@ -17,7 +17,7 @@ names as (
     union all
     select product_name, product_line_code from collections
     union all
-    select product_name, trim(alias_name) from alias_parts where trim(alias_name) <> ''
+    select product_name, trim(alias_name) as alias_name from alias_parts where trim(alias_name) <> ''
 )
 
 select

@@ -2,7 +2,9 @@
     `flex_overuse_min_days` usage days: at that rate a subscription is likely cheaper.
     token_cost = tokens x `token_price`; subscription_price_monthly = annual list price / 12;
     break_even_days = days of Flex use per month that cost as much as a subscription month;
-    excess_cost = token_cost - subscription_price_monthly (positive = Flex cost more). -#}
+    excess_cost = token_cost - subscription_price_monthly (positive = Flex cost more).
+    A view: the monthly fact (incremental) with the user's columns and prices. -#}
+{{ config(materialized='view') }}
 -- depends_on: {{ ref('fct_monthly_product_usage') }}
 with params as (
     {{ marts_params_cte() }}
@@ -10,13 +12,13 @@ with params as (
 
 monthly as (
     select
-        user_key,
-        product_name,
-        usage_month,
-        flex_usage_days as usage_days,
-        flex_tokens as tokens
-    from {{ marts_monthly_product_usage() }} as monthly_usage
-    where flex_usage_days > 0
+        mp.user_key,
+        mp.product_name,
+        mp.usage_month,
+        mp.flex_usage_days as usage_days,
+        mp.flex_tokens as tokens
+    from {{ marts_monthly_product_usage() }} as mp
+    where mp.flex_usage_days > 0
 )
 
 select
