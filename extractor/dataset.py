@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from . import lake
 from .errors import InputError, LockedError, UsageError
@@ -154,6 +154,7 @@ class DataDir:
         for d in ([self.state_dir, self.tmp_dir] if self.remote else [self.raw_dir, self.state_dir, self.tmp_dir]):
             d.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = None
+        self.converted: dict[str, int] = {}  # rows per dataset converted from the old layout
 
     # ---- tables ------------------------------------------------------------------------
     def table_uri(self, name: str) -> str:
@@ -171,6 +172,10 @@ class DataDir:
             return DeltaTable(self.table_uri(name), version=version, storage_options=self.storage_options)
         except TableNotFoundError:
             return None
+        except (DeltaError, OSError) as err:  # e.g. a torn commit file copied by a sync tool
+            detail = str(err).splitlines()[0][:200]
+            raise UsageError(f"{self.table_uri(name)}: not a readable Delta table ({detail}); restore the "
+                             "folder from a backup, or move it away and extract or import that dataset again") from None
 
     def ensure_tables(self) -> None:
         """Create every dataset's (empty, typed) table, so readers never miss a dataset or
@@ -178,7 +183,7 @@ class DataDir:
         from .migrate import migrate_old_layout
 
         if not self.remote:
-            migrate_old_layout(self)
+            self.converted.update(migrate_old_layout(self))
         for name, spec in DATASETS.items():
             if self.table(name) is None:
                 DeltaTable.create(
@@ -255,7 +260,10 @@ class DataDir:
                     dataset = dt.to_pyarrow_dataset()  # noqa: F841 (read by DuckDB below)
                     date_expr = (f"min({_ident(spec.date_column)}), max({_ident(spec.date_column)})"
                                  if spec.date_column else "NULL, NULL")
-                    r = con.execute(f"SELECT count(*), {date_expr}, max(_extracted_at) FROM dataset").fetchall()[0]
+                    try:
+                        r = con.execute(f"SELECT count(*), {date_expr}, max(_extracted_at) FROM dataset").fetchall()[0]
+                    except (duckdb.Error, pa.ArrowInvalid, OSError) as err:
+                        raise _unreadable_error(dt, err) from None
                     row.update(rows=r[0], min_date=r[1], max_date=r[2], newest_extracted_at=r[3])
                 row["last_run"] = self._table_state(name, dt).get("last_run") if dt is not None else None
                 out.append(row)
@@ -468,9 +476,13 @@ class Transaction:
         for dataset in [*self._writes, *(d for d in self._state_changes if d not in self._writes)]:
             try:
                 self.rows_written[dataset] = self._commit_dataset(DATASETS[dataset], self._writes.get(dataset, []))
-            except CommitFailedError as err:
-                raise LockedError(f"{dataset}: another writer committed to this table at the same time; "
-                                  f"nothing of this run was written to it, run again ({str(err).splitlines()[0]})") from None
+            except (pa.ArrowInvalid, duckdb.InvalidInputException, duckdb.IOException, OSError, DeltaError) as err:
+                if isinstance(err, CommitFailedError):
+                    raise LockedError(f"{dataset}: another writer committed to this table at the same time; "
+                                      f"nothing of this run was written to it, run again ({str(err).splitlines()[0]})") from None
+                if "KeyboardInterrupt" in str(err):  # Ctrl-C while delta-rs pulled from our reader
+                    raise KeyboardInterrupt from None
+                raise _unreadable_error(self.dd.table(dataset), err) from None
             except (duckdb.InterruptException, RuntimeError) as err:
                 if isinstance(err, RuntimeError) and "interrupted" not in str(err).lower():
                     raise
@@ -588,6 +600,22 @@ class Transaction:
                     part = f"({part} OR {_ident(c)} IS NULL)"
                 conds.append(part)
         return " AND ".join(conds) if conds else ""
+
+
+def _unreadable_error(dt: DeltaTable | None, err: Exception) -> Exception:
+    """One line naming the first file of the current version that is not readable Parquet
+    (a torn copy, a disk error outside aps-usage); the original error if every file reads."""
+    for uri in dt.file_uris() if dt is not None else []:
+        if lake.is_remote(uri):
+            break
+        path = uri.removeprefix("file://")
+        try:
+            pq.read_metadata(path)
+        except Exception:
+            detail = str(err).splitlines()[0][:200]
+            return UsageError(f"{path}: not a readable Parquet file ({detail}); restore an earlier version "
+                              "with 'aps-usage restore', or extract or import that month again")
+    return err
 
 
 def _count(dt: DeltaTable) -> int:
