@@ -13,6 +13,7 @@ import json
 import os
 import time
 from contextlib import contextmanager
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
@@ -66,25 +67,36 @@ class BuildResult:
         return f"dbt {self.target}: {len(self.nodes)} nodes in {self.seconds:.1f}s ({by_status or 'nothing selected'}){where}"
 
 
-def dbt_project_dir() -> Path:
-    """The dbt project: env APS_USAGE_DBT_DIR, else ``dbt_project/`` next to this package (editable install / checkout)."""
-    configured = os.environ.get("APS_USAGE_DBT_DIR")
-    candidates = [Path(configured)] if configured else [Path(__file__).resolve().parent.parent / "dbt_project"]
-    for candidate in candidates:
-        if (candidate / "dbt_project.yml").is_file():
+def _bundled(folder: str, marker: str) -> Path | None:
+    """``folder`` shipped inside the package (a wheel: extractor/dbt_project, extractor/profiles;
+    pyproject.toml maps them from the repo's top-level folders), else the repo checkout's."""
+    for candidate in (Path(str(resources.files("extractor") / folder)), Path(__file__).resolve().parent.parent / folder):
+        if (candidate / marker).is_file():
             return candidate.resolve()
-    raise BuildError(
-        f"dbt project not found at {candidates[0]} (set APS_USAGE_DBT_DIR to the folder holding dbt_project.yml)"
-    )
+    return None
 
 
-def profiles_dir(project_dir: Path | None = None) -> Path:
-    """``profiles/`` beside the dbt project (env APS_USAGE_PROFILES_DIR overrides)."""
+def dbt_project_dir() -> Path:
+    """The dbt project: env APS_USAGE_DBT_DIR, else the one installed with the package (or the checkout's)."""
+    configured = os.environ.get("APS_USAGE_DBT_DIR")
+    found = Path(configured).resolve() if configured else _bundled("dbt_project", "dbt_project.yml")
+    if found is None or not (found / "dbt_project.yml").is_file():
+        raise BuildError(
+            f"dbt project not found{f' at {configured}' if configured else ''} "
+            "(set APS_USAGE_DBT_DIR to the folder holding dbt_project.yml)"
+        )
+    return found
+
+
+def profiles_dir() -> Path:
+    """dbt's profiles.yml folder: env APS_USAGE_PROFILES_DIR, else the one installed with the package."""
     configured = os.environ.get("APS_USAGE_PROFILES_DIR")
-    folder = Path(configured) if configured else (project_dir or dbt_project_dir()).parent / "profiles"
-    if not (folder / "profiles.yml").is_file():
-        raise BuildError(f"dbt profiles.yml not found in {folder} (set APS_USAGE_PROFILES_DIR)")
-    return folder.resolve()
+    found = Path(configured).resolve() if configured else _bundled("profiles", "profiles.yml")
+    if found is None or not (found / "profiles.yml").is_file():
+        raise BuildError(
+            f"dbt profiles.yml not found{f' in {configured}' if configured else ''} (set APS_USAGE_PROFILES_DIR)"
+        )
+    return found
 
 
 def parse_vars(pairs: Sequence[str]) -> dict:
@@ -154,7 +166,7 @@ def run_dbt(
     dbt_dir = settings.data_dir / "dbt"
     options = [
         "--project-dir", str(project),
-        "--profiles-dir", str(profiles_dir(project)),
+        "--profiles-dir", str(profiles_dir()),
         "--target", target,
         "--target-path", str(target_path or dbt_dir / "target"),
         "--log-path", str(dbt_dir / "logs"),
@@ -186,23 +198,9 @@ def run_dbt(
 
     with _dbt_environment(settings):
         try:
-            return dbtRunner(manifest=_parsed_manifest(command, options), callbacks=[callback]).invoke(
-                [*command, *options])
+            return dbtRunner(callbacks=[callback]).invoke([*command, *options])
         finally:
             _release_duckdb()
-
-
-def _parsed_manifest(command: Sequence[str], options: Sequence[str]):
-    """For a build: the project parsed without writing manifest.json, handed to the build.
-    dbt writes manifest.json after parsing and again after the run (the one with compiled
-    code); parsing apart writes it once, about 0.1 s of a one-new-day build. None (dbt
-    parses itself and reports any error) when parsing fails or for other commands."""
-    if not command or command[0] != "build":
-        return None
-    from dbt.cli.main import dbtRunner
-
-    parsed = dbtRunner().invoke(["parse", "--no-write-json", *options])
-    return parsed.result if parsed.success else None
 
 
 def _release_duckdb() -> None:

@@ -1,5 +1,7 @@
-"""The raw datasets: their names, typed columns and partitioning. The one contract between
-the extractor (API and file import) and the dbt sources.
+"""The raw datasets: their names, typed columns, descriptions and partitioning. The one
+contract between the extractor (API and file import) and the dbt sources: the dbt sources
+file (dbt_project/models/staging/_sources.yml) and the README's dataset table are generated
+from it (``python -m extractor.generate --write``; a test fails when they are stale).
 
 Columns not listed here are kept as strings ("unknown extra columns are kept"). The row hash
 is computed over the listed columns only, so an extra column in one file does not make an
@@ -32,6 +34,8 @@ class DatasetSpec:
     snapshot_columns: tuple[str, ...] = ()
     description: str = ""
     required: tuple[str, ...] = field(default=())
+    #: column -> what it holds, where the name does not say it (others: "as delivered")
+    docs: dict[str, str] = field(default_factory=dict)
 
     @property
     def schema(self) -> pa.Schema:
@@ -39,13 +43,19 @@ class DatasetSpec:
 
 
 _USER_IDENTITY = {
-    "user_id": S,  # Autodesk O2 id (autodesk_id / userId)
-    "hashed_user_id": S,  # hashedUserId / hashed_autodesk_id
+    "user_id": S,
+    "hashed_user_id": S,
     "email": S,
     "first_name": S,
     "last_name": S,
     "full_name": S,
     "user_name": S,
+}
+
+_USER_IDENTITY_DOCS = {
+    "user_id": "Autodesk user id (O2 id: autodesk_id / userId).",
+    "hashed_user_id": "Hashed Autodesk id (hashedUserId / hashed_autodesk_id).",
+    "email": "The user's email ('*****' when Autodesk masks personal data).",
 }
 
 PREMIUM_TEAMS = DatasetSpec(
@@ -68,8 +78,8 @@ PREMIUM_USAGE = DatasetSpec(
         "feature_id": S,
         "version": S,
         "minor_version": S,
-        "source": S,  # sus | flex | ppu
-        "tokens": F,  # metric totalTokens
+        "source": S,
+        "tokens": F,
         **_USER_IDENTITY,
         "is_parent_product": I,
         "is_product_versioned": I,
@@ -80,13 +90,23 @@ PREMIUM_USAGE = DatasetSpec(
     scope_columns=("context_id",),
     description="Premium usage queries (POST /insights/v1/usage-queries), one row per group of all fields.",
     required=("usage_date", "product_name"),
+    docs={
+        **_USER_IDENTITY_DOCS,
+        "usage_date": "Day of use.",
+        "usage_month": "First day of the month of usage_date (the partition).",
+        "context_id": "Premium team (context) id.",
+        "product_name": "Product line name (a collection's name for collection usage).",
+        "child_product_name": "The product actually used.",
+        "source": "Licensing model: sus | flex | ppu.",
+        "tokens": "Metric totalTokens (Flex usage).",
+    },
 )
 
 PREMIUM_USAGE_FILES = DatasetSpec(
     "premium_usage_files",
     {
-        "usage_date": D,  # day_used / "Day Used" / "Date"
-        "team_name": S,  # team_alias / "Team" / group
+        "usage_date": D,
+        "team_name": S,
         "team_id": S,
         **_USER_IDENTITY,
         "product_name": S,
@@ -94,7 +114,7 @@ PREMIUM_USAGE_FILES = DatasetSpec(
         "product_line_code": S,
         "feature_id": S,
         "version": S,
-        "tokens": F,  # tokens_used
+        "tokens": F,
         "usage_type": S,
         "plan": S,
         "term": S,
@@ -123,6 +143,14 @@ PREMIUM_USAGE_FILES = DatasetSpec(
     scope_columns=("team_id",),
     description="Usage report rows from Premium exports (API USAGE report) and files downloaded by hand.",
     required=("usage_date", "product_name"),
+    docs={
+        **_USER_IDENTITY_DOCS,
+        "usage_date": "Day of use (day_used / 'Day Used' / 'Date').",
+        "team_name": "Team (team_alias / 'Team' / group).",
+        "product_name": "The product used.",
+        "offering_name": "The subscription offering it was used through.",
+        "tokens": "Tokens used (tokens_used).",
+    },
 )
 
 PREMIUM_USERS = DatasetSpec(
@@ -149,6 +177,7 @@ PREMIUM_USERS = DatasetSpec(
     snapshot_columns=("team_name",),
     description="Users report (seat assignments): one row per user x assigned offering.",
     required=("offering_name",),
+    docs={**_USER_IDENTITY_DOCS, "offering_name": "The offering the seat is assigned to."},
 )
 
 PREMIUM_SUBSCRIPTIONS = DatasetSpec(
@@ -177,6 +206,7 @@ PREMIUM_SUBSCRIPTIONS = DatasetSpec(
     snapshot_columns=("team_name",),
     description="Subscriptions report: one row per subscription with its seat quantity.",
     required=("offering_name", "seat_quantity"),
+    docs={"seat_quantity": "Seats bought on the subscription."},
 )
 
 TOKENFLEX_USAGE = DatasetSpec(
@@ -214,6 +244,13 @@ TOKENFLEX_USAGE = DatasetSpec(
     scope_columns=("contract_number",),
     description="Token Flex export CSV rows (POST /tokenflex/v1/export/<n>/requests), or a file imported by hand.",
     required=("usage_date", "tokens_consumed"),
+    docs={
+        "usage_date": "Day of use.",
+        "usage_month": "First day of the month of usage_date (the partition).",
+        "user_name": "The user: an email for most users, an NT id for some.",
+        "tokens_consumed": "Tokens charged.",
+        **{f"custom_field{i}": f"customField{i}; its meaning is in tokenflex_enrichment." for i in range(1, 11)},
+    },
 )
 
 TOKENFLEX_CONTRACTS = DatasetSpec(
@@ -237,6 +274,7 @@ TOKENFLEX_CONTRACTS = DatasetSpec(
     scope_columns=("contract_number",),
     description="GET /tokenflex/v1/contract/<n>: one row per contract x contract year (snapshot).",
     required=("contract_number",),
+    docs={"provisioned_tokens": "Tokens provisioned for the contract year."},
 )
 
 TOKENFLEX_ENRICHMENT = DatasetSpec(
@@ -260,10 +298,11 @@ USER_METADATA = DatasetSpec(
         "city": S,
         "department": S,
         "cost_center": S,
-        "project": S,  # several projects separated by ';'
+        "project": S,
         "skill_level": S,
     },
     description="The customer's user metadata file (replaced whole on each import).",
+    docs={"project": "The user's projects, several separated by ';'."},
 )
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -287,3 +326,13 @@ META_COLUMNS: dict[str, pa.DataType] = {
     "_extracted_at": TS,
     "_row_hash": S,
 }
+META_DOCS: dict[str, str] = {
+    "_source": "API call or file name the row came from (never a signed URL).",
+    "_extracted_at": "When the extractor wrote the row (UTC).",
+    "_row_hash": "md5 over the dataset's listed columns; identical rows share it, and a dataset holds each once.",
+}
+
+
+def column_doc(spec: DatasetSpec, column: str) -> str:
+    """What a column of a dataset holds (its description in the dbt sources and the docs site)."""
+    return spec.docs.get(column) or META_DOCS.get(column) or f"`{column}` as delivered by the API or file."

@@ -4,11 +4,11 @@
     the staging views). The changes come from `upstream`, a relation with usage_month and
     extracted_at columns (the models built from fct_daily_usage pass the fact: a month the
     fact rebuilt without a newer row has not changed for them), by default from the light
-    lineage view stg_raw__usage_loads over the raw files. Call only when is_incremental(). -#}
+    lineage view int_usage_loads over the usage staging views. Call only when is_incremental(). -#}
 {% macro changed_usage_months_filter(date_column='usage_date', upstream=none) -%}
     {%- if upstream is none -%}
         {%- set changes -%}
-            select usage_month, last_extracted_at from {{ ref('stg_raw__usage_loads') }}
+            select usage_month, last_extracted_at from {{ ref('int_usage_loads') }}
         {%- endset -%}
     {%- else -%}
         {%- set changes -%}

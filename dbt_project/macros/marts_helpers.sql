@@ -133,3 +133,14 @@
     {{ alias }}.{{ column }}{{ ",\n    " if not loop.last }}
     {%- endfor -%}
 {%- endmacro %}
+
+
+{#- The charge-back marts' user columns: cost_center and department (the unmapped label
+    without metadata), then the user's identity and location. -#}
+{% macro marts_cost_center_columns(alias) -%}
+    coalesce({{ alias }}.cost_center, {{ marts_unmapped_label() }}) as cost_center,
+    coalesce({{ alias }}.department, {{ marts_unmapped_label() }}) as department,
+    {%- for column in ['email', 'full_name', 'team_name', 'geo', 'country', 'city'] %}
+    {{ alias }}.{{ column }}{{ "," if not loop.last }}
+    {%- endfor -%}
+{%- endmacro %}

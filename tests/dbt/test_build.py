@@ -5,7 +5,6 @@ incremental runs."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -145,10 +144,8 @@ def test_tiny_dataset_users_seats_and_projects(tiny_build):
         ("ntuser7", None, None, "Unmapped", "Unmapped", False, False, "2026-11-04"),
     ]
     projects = warehouse_query(data_dir, "select user_key, project from intermediate.int_user_projects order by 1, 2")
-    assert projects == [
-        ("U1", "Bridge"), ("U1", "Tower"), ("U2", "Tower"), ("U3", "Unmapped"), ("U4", "Unmapped"),
-        ("h9", "Unmapped"), ("ntuser7", "Unmapped"),
-    ]
+    # users without a project have none (not a shared 'Unmapped' project)
+    assert projects == [("U1", "Bridge"), ("U1", "Tower"), ("U2", "Tower")]
     seats = warehouse_query(
         data_dir, "select team_name, offering_name, seats_purchased from intermediate.int_seats_purchased order by 1, 2"
     )
@@ -225,31 +222,46 @@ def test_incremental_build_adds_a_new_day_and_matches_a_full_refresh(tmp_path):
     assert incremental == full
 
 
-MONTH_MARTS = ("low_usage_users", "usage_by_cost_center", "flex_usage_by_cost_center", "flex_multi_product_daily")
 MODELS_ONLY = ["resource_type:test", "resource_type:unit_test"]
 
 
-def month_marts(data_dir) -> dict[str, list[tuple]]:
-    return {name: sorted(warehouse_query(data_dir, f"select * from marts.{name}"), key=repr) for name in MONTH_MARTS}
+def warehouse_rows(data_dir) -> dict[str, list[str]]:
+    """Every relation of the intermediate and marts schemas as sorted name=value records
+    (column order aside): what an incremental build must share with a full refresh."""
+    import duckdb
+
+    con = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
+    try:
+        records = {}
+        for schema, name in con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema in ('intermediate', 'marts') order by 1, 2"
+        ).fetchall():
+            cursor = con.execute(f"select * from {schema}.{name}")
+            names = [d[0] for d in cursor.description]
+            records[f"{schema}.{name}"] = sorted(repr(sorted(zip(names, row))) for row in cursor.fetchall())
+        return records
+    finally:
+        con.close()
 
 
-def test_month_marts_rebuild_changed_months_update_the_rest_and_equal_a_full_refresh(tmp_path):
-    """On DuckDB the month marts rebuild only the months with new usage; the other rows get
-    the new as-of date and the users' new metadata in place. Every step must give what a
-    full refresh gives: a new day with a metadata change, a threshold var changed, and a run
-    with an explicit as_of_date followed by a default one."""
+def test_incremental_builds_equal_a_full_refresh(tmp_path):
+    """The incremental facts rebuild the months with new usage; the marts over them take the
+    new as-of date and the users' new metadata. After each step every table and view equals
+    what a --full-refresh gives: a new day in a new month with a metadata change, a threshold
+    var changed, and a run with an explicit as_of_date followed by a default one."""
     raw = tmp_path / "raw"
     write_tiny_dataset(raw)
     settings = Settings(data_dir=tmp_path, quiet=True)
     base = {"multi_product_min_products": 1, "multi_product_min_days": 0}  # the tiny data has little Flex
     run_build(settings, vars=base, exclude=MODELS_ONLY)
-    before = month_marts(tmp_path)
-    assert all(before.values())
+    before = warehouse_rows(tmp_path)
+    assert all(before[f"marts.{name}"] for name in ("low_usage_users", "usage_by_cost_center",
+                                                    "flex_usage_by_cost_center", "flex_multi_product_daily"))
     october = "select user_key, department, as_of_date, is_complete_month from marts.low_usage_users where usage_month = date '2026-10-01'"
     assert warehouse_query(tmp_path, october) == [("U1", "Architecture", dt.date(2026, 11, 6), True)]
 
-    # a new day in December (Flex, so every month mart gets rows), and alice moves department:
-    # her October row is not rebuilt, it is updated
+    # a new day in December (Flex, so every month mart gets rows), and alice moves department
     later = dt.datetime(2026, 12, 3, 6, 0, tzinfo=dt.timezone.utc)
     write_raw(raw, "premium_usage", [dict(
         usage_date=dt.date(2026, 12, 2), usage_month=dt.date(2026, 12, 1), context_id="200", team_name="Build",
@@ -263,60 +275,31 @@ def test_month_marts_rebuild_changed_months_update_the_rest_and_equal_a_full_ref
              cost_center="CC2", project="Tower", skill_level="Novice"),
     ], source="metadata-v2.xlsx", extracted_at=later)
     run_build(settings, vars=base, exclude=MODELS_ONLY)
-    compiled = (tmp_path / "dbt" / "target" / "compiled" / "aps_usage" / "models" / "marts" / "low_usage_users.sql").read_text()
-    # November holds the last as-of date, December is new: October is not recomputed
-    assert "usage_month >= cast('2026-11-01' as date)" in compiled and "2026-10-01" not in compiled
+    # only December was re-read from the raw usage
+    compiled = (tmp_path / "dbt" / "target" / "compiled" / "aps_usage" / "models" / "marts" / "core" / "fct_daily_usage.sql").read_text()
+    assert "cast('2026-12-01' as date)" in compiled and "2026-10-01" not in compiled
     assert warehouse_query(tmp_path, october) == [("U1", "Engineering", dt.date(2026, 12, 2), True)]
-    incremental = month_marts(tmp_path)
+    incremental = warehouse_rows(tmp_path)
     assert incremental != before
     run_build(settings, vars=base, exclude=MODELS_ONLY, full_refresh=True)
-    assert month_marts(tmp_path) == incremental
+    assert warehouse_rows(tmp_path) == incremental
 
-    # a threshold that decides which rows exist: every month is recomputed
-    run_build(settings, vars={**base, "low_usage_max_days": 1, "multi_product_min_days": 1}, exclude=MODELS_ONLY)
-    incremental = month_marts(tmp_path)
-    run_build(settings, vars={**base, "low_usage_max_days": 1, "multi_product_min_days": 1}, exclude=MODELS_ONLY,
-              full_refresh=True)
-    assert month_marts(tmp_path) == incremental
-    assert {r[-2] for r in incremental["low_usage_users"]} == {1}
+    # a threshold that decides which rows exist
+    changed = {**base, "low_usage_max_days": 1, "multi_product_min_days": 1}
+    run_build(settings, vars=changed, exclude=MODELS_ONLY)
+    incremental = warehouse_rows(tmp_path)
+    run_build(settings, vars=changed, exclude=MODELS_ONLY, full_refresh=True)
+    assert warehouse_rows(tmp_path) == incremental
+    assert {r[-2] for r in warehouse_query(tmp_path, "select * from marts.low_usage_users")} == {1}
 
     # an explicit as-of date cuts the marts short; the next default run restores the months after it
     run_build(settings, vars={**base, "as_of_date": "2026-10-15"}, exclude=MODELS_ONLY)
-    assert {r[10] for r in month_marts(tmp_path)["usage_by_cost_center"]} == {dt.date(2026, 10, 1)}
+    months = warehouse_query(tmp_path, "select distinct usage_month from marts.usage_by_cost_center")
+    assert months == [(dt.date(2026, 10, 1),)]
     run_build(settings, vars=base, exclude=MODELS_ONLY)
-    incremental = month_marts(tmp_path)
+    incremental = warehouse_rows(tmp_path)
     run_build(settings, vars=base, exclude=MODELS_ONLY, full_refresh=True)
-    assert month_marts(tmp_path) == incremental
-
-    # a warehouse built before these marts were incremental: no extracted_at column. The
-    # next build rebuilds them whole and adds the column, instead of failing
-    import duckdb
-
-    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
-    for name in MONTH_MARTS:
-        con.execute(f"alter table marts.{name} drop column extracted_at")
-    con.close()
-    run_build(settings, vars=base, exclude=MODELS_ONLY)
-    incremental = month_mart_records(tmp_path)
-    assert all("extracted_at" in record for rows in incremental.values() for record in rows)
-    run_build(settings, vars=base, exclude=MODELS_ONLY, full_refresh=True)
-    assert month_mart_records(tmp_path) == incremental
-
-
-def month_mart_records(data_dir) -> dict[str, list[str]]:
-    """Each month mart's rows as sorted name=value records (column order aside)."""
-    import duckdb
-
-    con = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
-    try:
-        records = {}
-        for name in MONTH_MARTS:
-            cursor = con.execute(f"select * from marts.{name}")
-            names = [d[0] for d in cursor.description]
-            records[name] = sorted(repr(sorted(zip(names, row))) for row in cursor.fetchall())
-        return records
-    finally:
-        con.close()
+    assert warehouse_rows(tmp_path) == incremental
 
 
 def test_bad_var_and_bad_target_are_input_errors(tmp_path):
@@ -338,55 +321,9 @@ def test_sql_error_is_one_line_naming_the_model(tmp_path):
     assert "stg_premium__teams" in message and "\n" not in message
 
 
-def test_a_relation_of_the_other_kind_is_replaced_in_one_swap(tmp_path):
-    """The DuckDB table and view materializations (macros/materializations) create or replace
-    in one statement; a view where a table now goes, or the reverse (a warehouse built by an
-    older project), is dropped first. No __dbt_tmp or __dbt_backup relation is left."""
-    import duckdb
-
-    write_tiny_dataset(tmp_path / "raw")
-    settings = Settings(data_dir=tmp_path, quiet=True)
-    select = ["stg_premium__teams", "stg_premium__users", "stg_premium__user_identities", "int_user_identity_map"]
-    run_build(settings, select=select, exclude=FAST)
-    identities = sorted(warehouse_query(tmp_path, "select * from intermediate.int_user_identity_map"))
-    teams = sorted(warehouse_query(tmp_path, "select * from staging.stg_premium__teams"))
-    assert identities and teams
-    con = duckdb.connect(str(settings.warehouse_path))
-    con.execute("drop table intermediate.int_user_identity_map")
-    con.execute("create view intermediate.int_user_identity_map as select 1 as stale")
-    con.execute("drop view staging.stg_premium__teams")
-    con.execute("create table staging.stg_premium__teams as select 1 as stale")
-    con.close()
-
-    run_build(settings, select=select, exclude=FAST)
-    kinds = dict(warehouse_query(tmp_path, "select table_name, table_type from information_schema.tables "
-                                           "where table_schema in ('staging', 'intermediate')"))
-    assert kinds["int_user_identity_map"] == "BASE TABLE" and kinds["stg_premium__teams"] == "VIEW"
-    assert not [name for name in kinds if "__dbt" in name]
-    assert sorted(warehouse_query(tmp_path, "select * from intermediate.int_user_identity_map")) == identities
-    assert sorted(warehouse_query(tmp_path, "select * from staging.stg_premium__teams")) == teams
-
-
-def test_a_config_the_duckdb_materializations_do_not_support_stops_naming_it(tmp_path, monkeypatch):
-    from extractor.build import dbt_project_dir, profiles_dir
-
-    project = tmp_path / "project" / "dbt_project"
-    shutil.copytree(dbt_project_dir(), project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
-    shutil.copytree(profiles_dir(), tmp_path / "project" / "profiles")
-    config = project / "dbt_project.yml"
-    config.write_text(config.read_text().replace(
-        "      +schema: intermediate\n", "      +schema: intermediate\n      +persist_docs: {relation: true}\n", 1))
-    monkeypatch.setenv("APS_USAGE_DBT_DIR", str(project))
-    write_tiny_dataset(tmp_path / "raw")
-    with pytest.raises(BuildError) as err:
-        run_build(Settings(data_dir=tmp_path, quiet=True), select=["int_user_identity_map"], exclude=FAST)
-    message = str(err.value)
-    assert "int_user_identity_map" in message and "persist_docs is not supported" in message
-
-
 def test_build_artifacts_are_written_after_the_run(tiny_build):
-    """The build runs on a manifest parsed beforehand without writing it: manifest.json is
-    written once, after the run, with the compiled SQL, beside run_results.json."""
+    """dbt's artifacts land under <data-dir>/dbt/target: manifest.json with the compiled SQL,
+    beside run_results.json listing every node the build ran."""
     import json
 
     data_dir, result = tiny_build

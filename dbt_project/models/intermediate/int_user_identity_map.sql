@@ -4,9 +4,12 @@
 -- A table: four models join it, two of them twice.
 {{ config(materialized='table') }}
 
+-- three columns of each staging view: the Parquet scans read only those
 with identities as (
-    select user_id, hashed_user_id, email from {{ ref('stg_premium__user_identities') }}
-    union all
+    select distinct user_id, hashed_user_id, email from {{ ref('stg_premium__usage') }}
+    union
+    select distinct user_id, hashed_user_id, email from {{ ref('stg_premium__usage_files') }}
+    union
     select user_id, hashed_user_id, email from {{ ref('stg_premium__users') }}
 ),
 

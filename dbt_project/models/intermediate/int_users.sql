@@ -100,6 +100,7 @@ select
     {%- for column in ['geo', 'country', 'city', 'department', 'cost_center', 'project', 'skill_level'] %}
     coalesce(metadata.{{ column }}, {{ unmapped }}) as {{ column }},
     {%- endfor %}
+    metadata.project as project_list,
     metadata.metadata_key is not null as has_metadata,
     usage_dates.first_used_date,
     usage_dates.last_used_date,

@@ -1,8 +1,8 @@
 {#- flex_multi_product_daily: one row per user x usage_month in which the user had more than
     `multi_product_min_days` days on which they used at least `multi_product_min_products`
-    distinct Flex products (each such day pays tokens for every product). Rebuilt by month
-    on DuckDB (macros/month_marts.sql). -#}
-{{ month_mart_config() }}
+    distinct Flex products (each such day pays tokens for every product). A view over
+    fct_daily_usage's Flex rows with the user's columns and the run's as-of date. -#}
+{{ config(materialized='view') }}
 with params as (
     {{ marts_params_cte() }}
 ),
@@ -13,9 +13,6 @@ flex_use as (
     cross join params as p
     where u.licensing = 'flex'
       and u.usage_date <= p.as_of_date
-      {%- if month_mart_is_partial() %}
-      and {{ month_mart_rebuilt_months('u.usage_date') }}
-      {%- endif %}
 ),
 
 daily as (
@@ -67,7 +64,7 @@ products as (
 
 select
     m.user_key,
-    {{ month_mart_select_columns('flex_multi_product_daily', 'user_columns') }},
+    {{ marts_user_columns('d') }},
     m.usage_month,
     m.multi_product_days,
     m.flex_usage_days,
@@ -76,7 +73,8 @@ select
     pd.products_used,
     m.tokens,
     m.multi_product_day_tokens,
-    {{ month_mart_select_columns('flex_multi_product_daily', 'run_columns') }},
+    m.tokens * {{ marts_var('token_price') }} as token_cost,
+    p.as_of_date,
     {{ marts_var('multi_product_min_products') }} as multi_product_min_products,
     {{ marts_var('multi_product_min_days') }} as multi_product_min_days,
     m.extracted_at

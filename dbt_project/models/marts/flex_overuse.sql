@@ -2,7 +2,9 @@
     `flex_overuse_min_days` usage days: at that rate a subscription is likely cheaper.
     token_cost = tokens x `token_price`; subscription_price_monthly = annual list price / 12;
     break_even_days = days of Flex use per month that cost as much as a subscription month;
-    excess_cost = token_cost - subscription_price_monthly (positive = Flex cost more). -#}
+    excess_cost = token_cost - subscription_price_monthly (positive = Flex cost more).
+    A view: the monthly fact (incremental) with the user's columns and prices. -#}
+{{ config(materialized='view') }}
 -- depends_on: {{ ref('fct_monthly_product_usage') }}
 with params as (
     {{ marts_params_cte() }}

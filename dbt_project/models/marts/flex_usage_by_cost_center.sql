@@ -1,8 +1,8 @@
 {#- flex_usage_by_cost_center: one row per cost_center x department x user x usage_month of
     Flex use (months up to the as-of date): tokens, usage_days (days with any Flex use),
-    distinct_products, token_cost = tokens x `token_price`. Rebuilt by month on DuckDB
-    (macros/month_marts.sql). -#}
-{{ month_mart_config() }}
+    distinct_products, token_cost = tokens x `token_price`. A view over fct_daily_usage's
+    Flex rows with the user's columns and the run's as-of date. -#}
+{{ config(materialized='view') }}
 with params as (
     {{ marts_params_cte() }}
 ),
@@ -19,21 +19,19 @@ monthly as (
     cross join params as p
     where u.licensing = 'flex'
       and u.usage_date <= p.as_of_date
-      {%- if month_mart_is_partial() %}
-      and {{ month_mart_rebuilt_months('u.usage_date') }}
-      {%- endif %}
     group by u.user_key, u.usage_month
 )
 
 select
-    {{ month_mart_select_columns('flex_usage_by_cost_center', 'user_columns') }},
+    {{ marts_cost_center_columns('d') }},
     m.user_key,
     m.usage_month,
     'flex' as licensing,
     m.tokens,
     m.usage_days,
     m.distinct_products,
-    {{ month_mart_select_columns('flex_usage_by_cost_center', 'run_columns') }},
+    m.tokens * {{ marts_var('token_price') }} as token_cost,
+    p.as_of_date,
     m.extracted_at
 from monthly as m
 cross join params as p

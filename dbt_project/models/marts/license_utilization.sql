@@ -7,28 +7,15 @@ with params as (
     {{ marts_params_cte() }}
 ),
 
-assignments as (
-    select distinct user_key, team_name, offering_name, is_collection
-    from {{ ref('int_seat_assignments') }}
-),
-
-seats_in_use_by_user as (
-    {{ marts_seats_in_use_sql() }}
-),
-
 assigned_counts as (
     select
-        a.team_name,
-        a.offering_name,
-        max(case when a.is_collection then 1 else 0 end) as is_collection_flag,
-        count(distinct a.user_key) as seats_assigned,
-        count(distinct iu.user_key) as seats_in_use
-    from assignments as a
-    left join seats_in_use_by_user as iu
-        on iu.user_key = a.user_key
-       and iu.team_name = a.team_name
-       and iu.offering_name = a.offering_name
-    group by a.team_name, a.offering_name
+        team_name,
+        offering_name,
+        max(case when is_collection then 1 else 0 end) as is_collection_flag,
+        count(distinct user_key) as seats_assigned,
+        count(distinct case when is_in_use then user_key end) as seats_in_use
+    from {{ ref('int_seats_in_use') }}
+    group by team_name, offering_name
 ),
 
 purchased as (

@@ -7,12 +7,7 @@ with params as (
 ),
 
 assignments as (
-    select distinct user_key, team_name, offering_name, is_collection
-    from {{ ref('int_seat_assignments') }}
-),
-
-seats_in_use_by_user as (
-    {{ marts_seats_in_use_sql() }}
+    select * from {{ ref('int_seats_in_use') }}
 )
 
 select
@@ -23,14 +18,10 @@ select
     d.city,
     d.department,
     count(distinct a.user_key) as seats_assigned,
-    count(distinct iu.user_key) as seats_in_use,
+    count(distinct case when a.is_in_use then a.user_key end) as seats_in_use,
     cast({{ marts_var('inactive_days') }} as {{ dbt.type_int() }}) as inactive_days,
     max(p.as_of_date) as as_of_date
 from assignments as a
 cross join params as p
 inner join {{ ref('dim_users') }} as d on d.user_key = a.user_key
-left join seats_in_use_by_user as iu
-    on iu.user_key = a.user_key
-   and iu.team_name = a.team_name
-   and iu.offering_name = a.offering_name
 group by a.team_name, a.offering_name, d.geo, d.country, d.city, d.department

@@ -1,7 +1,7 @@
 {#- project_version_drift: one row per project x product x version used in the trailing
     `lookback_days`, with the number of users on it; only project x product pairs where
     more than one version is in use appear. A user's projects come from the metadata file
-    (`a;b` split into one row each); users without one are under 'Unmapped'.
+    (`a;b` split into one row each); users without one are left out.
     is_latest_version marks the newest version in the pair (numeric order when versions
     are numbers, else text order). -#}
 with params as (

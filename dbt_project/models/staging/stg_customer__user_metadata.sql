@@ -4,10 +4,6 @@ with source as (
     select * from {{ source('raw', 'user_metadata') }}
 ),
 
-deduped as (
-    {{ dedupe('source', ['_row_hash']) }}
-),
-
 cleaned as (
     select
         {{ clean_email('email') }} as email,
@@ -25,7 +21,7 @@ cleaned as (
         _source,
         _extracted_at,
         _row_hash
-    from deduped
+    from source
 )
 
 select

@@ -1,9 +1,10 @@
 -- Premium usage queries (insights/v1 usage-queries): one row per group of all fields.
 -- product_name here is the product actually used (childProductName); the API's
 -- productName is the product line (a collection name for collection usage).
-{#- the raw relation itself, not a CTE over it: each of the dedupe's reads then gets the
-    incremental month filter pushed into its Parquet scan #}
-with {{ dedupe_by_row_hash_ctes(source('raw', 'premium_usage'), 'usage_date') }}
+-- One row per raw row: the extractor writes each row hash once (docs/design.md).
+with source as (
+    select * from {{ source('raw', 'premium_usage') }}
+)
 
 select
     cast(usage_date as date) as usage_date,
@@ -23,5 +24,5 @@ select
     _source,
     _extracted_at,
     _row_hash
-from deduped
+from source
 where usage_date is not null

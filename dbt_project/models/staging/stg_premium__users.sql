@@ -1,10 +1,6 @@
 -- Users report: one row per user x assigned offering (seat assignments).
 with source as (
     select * from {{ source('raw', 'premium_users') }}
-),
-
-deduped as (
-    {{ dedupe('source', ['_row_hash']) }}
 )
 
 select
@@ -27,5 +23,5 @@ select
     _source,
     _extracted_at,
     _row_hash
-from deduped
+from source
 where {{ clean_text('offering_name') }} is not null

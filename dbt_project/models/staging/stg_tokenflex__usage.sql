@@ -1,8 +1,9 @@
 -- Token Flex export rows (sessions, cloud usage, manual adjustments).
 -- user_name is an email for most users and an NT id for some: an email is also the email.
-{#- the raw relation itself, not a CTE over it: each of the dedupe's reads then gets the
-    incremental month filter pushed into its Parquet scan #}
-with {{ dedupe_by_row_hash_ctes(source('raw', 'tokenflex_usage'), 'usage_date') }}
+-- One row per raw row: the extractor writes each row hash once (docs/design.md).
+with source as (
+    select * from {{ source('raw', 'tokenflex_usage') }}
+)
 
 select
     {{ clean_text('contract_number') }} as contract_number,
@@ -37,5 +38,5 @@ select
     _source,
     _extracted_at,
     _row_hash
-from deduped
+from source
 where usage_date is not null

@@ -1,7 +1,7 @@
 {#- Incremental by month: a run rebuilds whole months that received new raw rows since the
     last build (delete+insert on DuckDB, insert_overwrite of usage_month partitions on Spark).
     --full-refresh rebuilds everything (needed after identity mappings change). -#}
--- depends_on: {{ ref('stg_raw__usage_loads') }}
+-- depends_on: {{ ref('int_usage_loads') }}
 {{ usage_month_incremental_config() }}
 
 with premium_rows as (
