@@ -192,7 +192,21 @@ class DataDir:
                     storage_options=self.storage_options,
                 )
 
-    ensure_schema_files = ensure_tables  # the name build.py knows
+    def ensure_schema_files(self) -> None:
+        """Before dbt runs (build.py, under the lock): every table exists, and beside each
+        local table ``_current_files`` lists the Parquet files of its current version
+        (relative, one a line) for Spark without the Delta jars (register_raw_sources.sql).
+        Delta readers ignore files whose name starts with ``_``."""
+        self.ensure_tables()
+        if self.remote:
+            return
+        for name in DATASETS:
+            folder = self.dataset_dir(name)
+            listed = "".join(f"{Path(uri.removeprefix('file://')).relative_to(folder).as_posix()}\n"
+                             for uri in self.data_files(name))
+            tmp = folder / "_current_files.tmp"
+            tmp.write_text(listed)
+            os.replace(tmp, folder / "_current_files")
 
     def data_files(self, name: str) -> list[str]:
         """The Parquet files of the table's current version."""
