@@ -1,20 +1,23 @@
-"""The raw Parquet dataset under ``<data-dir>/raw``: one writer at a time, atomic commits.
+"""The raw dataset: one Delta Lake table per dataset under ``<data-dir>/raw/<dataset>``.
 
 Layout (see ``docs/design.md``)::
 
-    <data-dir>/raw/<dataset>/schema.parquet          zero rows, every listed column typed
-    <data-dir>/raw/<dataset>/month=YYYY-MM/part.parquet   datasets with a date column
-    <data-dir>/raw/<dataset>/part.parquet             the others
-    <data-dir>/state/state.json                       what was extracted up to when
-    <data-dir>/.tmp/<txid>/                           a transaction in progress (never read)
+    <data-dir>/raw/<dataset>/_delta_log/            the table's commits (delta-rs)
+    <data-dir>/raw/<dataset>/_month=YYYY-MM/*.parquet   datasets with a date column
+    <data-dir>/raw/<dataset>/*.parquet              the others
+    <data-dir>/state/                               the salt, the local lock, tokens
 
-A transaction stages incoming rows as Parquet, merges them with the affected partitions in
-DuckDB (replace predicates, then de-duplication by ``_row_hash``), writes the new partition
-files under ``.tmp/<txid>/``, and then writes ``COMMIT.json``: the commit point. Only then are
-the files renamed into place and the state replaced. Whoever takes the lock next finishes a
-committed transaction (roll forward) or deletes an uncommitted one (roll back), so readers
-see either the previous dataset or the new one per file, and the state never runs ahead of
-the files.
+A transaction stages incoming rows locally (``staging.py``: typed, hashed, de-duplicated
+within the write, spooled by month), then commits each dataset it wrote in ONE Delta commit:
+a predicate overwrite when the write replaces something (the replaced rows removed and the
+new ones added in the same commit), an append otherwise, of the rows whose ``_row_hash`` is
+not already in the month. The dataset's extraction state (cursors, last run) travels in that
+same commit's metadata (``commitInfo["aps-usage"]``) and is read back from the table's
+history, so the state never runs ahead of the rows, on local disk or object storage.
+
+Delta's commit is atomic (a new log entry created only if absent), so a killed writer leaves
+at most data files no commit names (``vacuum`` removes them), and two writers racing for the
+same version never corrupt: one wins, the other fails with a clear message.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +38,26 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
+from . import lake
 from .errors import InputError, LockedError, UsageError
 from .logs import log
 from .rowhash import sql_ident as _ident, sql_str as _sql_str
 from .schemas import DATASETS, META_COLUMNS, DatasetSpec
-from .staging import layout_schema, stage
+from .staging import Staged, layout_schema, stage
 
 try:  # POSIX advisory locks; released by the kernel when a process dies
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-PART_FILE = "part.parquet"
-SCHEMA_FILE = "schema.parquet"
-# DuckDB's share of the memory of a merge; it spills to .tmp beyond this.
+MONTH_COLUMN = "_month"  # the partition column ("YYYY-MM") of datasets with a date
+STATE_KEY = "aps-usage"  # commitInfo key holding the dataset's state after the commit
+# Files no commit has needed for this long are deleted by vacuum (restore reaches that far back).
+VACUUM_RETENTION_HOURS = int(os.environ.get("APS_USAGE_VACUUM_RETENTION_HOURS", str(7 * 24)))
+# DuckDB's share of memory when it scans a table (stats, replace predicates).
 DUCKDB_MEMORY_LIMIT = os.environ.get("APS_USAGE_DUCKDB_MEMORY", "128MB")
 
 
@@ -66,11 +74,9 @@ class Replace:
 
 @dataclass
 class _Write:
-    files: dict[str, list[Path]]  # month ("YYYY-MM", or "" when not partitioned) -> staged files
+    staged: Staged
     source: str
     replace: Replace | None
-    rows: int
-    deduped: bool  # no two staged rows share a row hash (see staging.py)
 
 
 def crash_point(name: str) -> None:
@@ -83,46 +89,14 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old or the new content, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def full_schema(spec: DatasetSpec) -> pa.Schema:
     return pa.schema(list(spec.schema) + [pa.field(k, v) for k, v in META_COLUMNS.items()])
+
+
+def table_schema(spec: DatasetSpec, extras: Iterable[str] = ()) -> pa.Schema:
+    """The Delta table's columns: listed, extra (text, by name), meta, then the partition."""
+    schema = layout_schema(spec, extras)
+    return schema.append(pa.field(MONTH_COLUMN, pa.string())) if spec.date_column else schema
 
 
 def _conform(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec, source: str) -> pa.Table:
@@ -150,8 +124,6 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType, source: str, name: str) 
             try:
                 return column.cast(target)
             except pa.ArrowInvalid:  # no offset in the text: the API's timestamps are UTC
-                import pyarrow.compute as pc
-
                 naive = column.cast(pa.timestamp(target.unit))
                 return pc.assume_timezone(naive, "UTC").cast(target)
         if pa.types.is_timestamp(column.type) and pa.types.is_date(target):
@@ -163,55 +135,92 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType, source: str, name: str) 
 
 
 class DataDir:
-    """The data directory: raw dataset, state, lock and transactions."""
+    """The data directory: one Delta table per raw dataset, the local lock and scratch space."""
 
     def __init__(self, root: str | os.PathLike[str]):
-        self.root = Path(root).expanduser().resolve()
-        self.raw_dir = self.root / "raw"
+        self.location = lake.normalize(root)
+        self.remote = lake.is_remote(self.location)
+        self.storage_options = lake.storage_options() if self.remote else None
+        if self.remote:
+            # the lock, scratch space and tokens of this machine; the data and state are remote
+            cache = Path(os.environ.get("APS_USAGE_CACHE_DIR", Path(tempfile.gettempdir()) / "aps-usage"))
+            self.root = cache / self.location.replace("://", "/").replace("/", "_")
+        else:
+            self.root = Path(self.location)
+        self.raw_dir = self.root / "raw"  # local data dirs only
         self.state_dir = self.root / "state"
         self.tmp_dir = self.root / ".tmp"
-        self.state_path = self.state_dir / "state.json"
         self.lock_path = self.state_dir / "lock"
-        for d in (self.raw_dir, self.state_dir, self.tmp_dir):
+        for d in ([self.state_dir, self.tmp_dir] if self.remote else [self.raw_dir, self.state_dir, self.tmp_dir]):
             d.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = None
+        self.converted: dict[str, int] = {}  # rows per dataset converted from the old layout
 
-    # ---- paths and reading -------------------------------------------------------------
-    def dataset_dir(self, name: str) -> Path:
+    # ---- tables ------------------------------------------------------------------------
+    def table_uri(self, name: str) -> str:
         if name not in DATASETS:
             raise UsageError(f"unknown dataset '{name}' (known: {', '.join(DATASETS)})")
-        return self.raw_dir / name
+        return lake.join(self.location, "raw", name)
 
-    def data_files(self, name: str) -> list[Path]:
-        """The Parquet files holding rows of ``name`` (not the empty schema file)."""
-        d = self.dataset_dir(name)
-        if DATASETS[name].date_column:
-            return sorted(d.glob(f"month=*/{PART_FILE}"))
-        f = d / PART_FILE
-        return [f] if f.exists() else []
+    def dataset_dir(self, name: str) -> Path:
+        """The table's folder (local data dirs)."""
+        return Path(self.table_uri(name))
+
+    def table(self, name: str, version: int | None = None) -> DeltaTable | None:
+        """The dataset's Delta table at its current (or given) version; None before it exists."""
+        try:
+            return DeltaTable(self.table_uri(name), version=version, storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+        except (DeltaError, OSError) as err:  # e.g. a torn commit file copied by a sync tool
+            detail = str(err).splitlines()[0][:200]
+            raise UsageError(f"{self.table_uri(name)}: not a readable Delta table ({detail}); restore the "
+                             "folder from a backup, or move it away and extract or import that dataset again") from None
+
+    def ensure_tables(self) -> None:
+        """Create every dataset's (empty, typed) table, so readers never miss a dataset or
+        column. Converts a data dir in the layout before Delta on the way (``migrate.py``)."""
+        from .migrate import migrate_old_layout
+
+        if not self.remote:
+            self.converted.update(migrate_old_layout(self))
+        for name, spec in DATASETS.items():
+            if self.table(name) is None:
+                DeltaTable.create(
+                    self.table_uri(name), table_schema(spec),
+                    partition_by=[MONTH_COLUMN] if spec.date_column else None, mode="ignore",
+                    storage_options=self.storage_options,
+                )
 
     def ensure_schema_files(self) -> None:
-        """Give every dataset its zero-row typed file, so readers never miss a dataset or column."""
-        for name, spec in DATASETS.items():
-            path = self.dataset_dir(name) / SCHEMA_FILE
-            schema = full_schema(spec)
-            if path.exists():
-                try:
-                    if pq.read_schema(path).equals(schema):
-                        continue
-                except Exception:  # unreadable: rewrite it
-                    pass
-            sink = pa.BufferOutputStream()
-            pq.write_table(schema.empty_table(), sink)
-            atomic_write_bytes(path, sink.getvalue().to_pybytes())
+        """Before dbt runs (build.py, under the lock): every table exists, and beside each
+        local table ``_current_files`` lists the Parquet files of its current version
+        (relative, one a line) for Spark without the Delta jars (register_raw_sources.sql).
+        Delta readers ignore files whose name starts with ``_``."""
+        self.ensure_tables()
+        if self.remote:
+            return
+        for name in DATASETS:
+            folder = self.dataset_dir(name)
+            listed = "".join(f"{Path(uri.removeprefix('file://')).relative_to(folder).as_posix()}\n"
+                             for uri in self.data_files(name))
+            tmp = folder / "_current_files.tmp"
+            tmp.write_text(listed)
+            os.replace(tmp, folder / "_current_files")
 
-    def read_state(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.state_path.read_text())
-        except FileNotFoundError:
-            return {"datasets": {}, "last_run": {}}
-        except json.JSONDecodeError as err:
-            raise UsageError(f"{self.state_path}: state file is not valid JSON ({err})") from None
+    def data_files(self, name: str) -> list[str]:
+        """The Parquet files of the table's current version."""
+        dt = self.table(name)
+        return sorted(dt.file_uris()) if dt is not None else []
+
+    def read(self, name: str, version: int | None = None) -> pa.Table:
+        """The whole dataset as an Arrow table (for tests and small datasets)."""
+        dt = self.table(name, version)
+        spec = DATASETS[name]
+        if dt is None:
+            return full_schema(spec).empty_table()
+        table = pa.table(dt.to_pyarrow_dataset().to_table())
+        return table.drop_columns([MONTH_COLUMN]) if MONTH_COLUMN in table.column_names else table
 
     def connect(self, threads: int | None = None) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "threads": threads or max(1, os.cpu_count() or 1)})
@@ -220,49 +229,127 @@ class DataDir:
         con.execute(f"SET temp_directory={_sql_str(str(self.tmp_dir / 'duckdb-spill'))}")
         return con
 
-    def read(self, name: str) -> pa.Table:
-        """The whole dataset as an Arrow table (for tests and small datasets)."""
-        files = [str(self.dataset_dir(name) / SCHEMA_FILE)] + [str(p) for p in self.data_files(name)]
-        con = self.connect()
-        try:
-            return arrow_table(
-                con, f"SELECT * FROM read_parquet({files!r}, union_by_name=true, hive_partitioning=false)"
-            )
-        finally:
-            con.close()
+    # ---- state (in each table's commits) -----------------------------------------------
+    def read_state(self) -> dict[str, Any]:
+        """``{"datasets": {dataset: {key: value}}, "last_run": {dataset: {...}}}`` as of each
+        table's current version."""
+        out: dict[str, Any] = {"datasets": {}, "last_run": {}}
+        for name in DATASETS:
+            info = self._table_state(name)
+            if info.get("state"):
+                out["datasets"][name] = info["state"]
+            if info.get("last_run"):
+                out["last_run"][name] = info["last_run"]
+        return out
+
+    def _table_state(self, name: str, dt: DeltaTable | None = None, as_of: int | None = None) -> dict[str, Any]:
+        """The state carried by the newest commit up to ``as_of`` (the table's version) that has one.
+        ``dt`` must be loaded at its latest version: delta-rs numbers the history of a table
+        loaded at an older version wrongly."""
+        dt = dt or self.table(name)
+        if dt is None:
+            return {}
+        current = dt.version() if as_of is None else as_of
+        for commit in dt.history():  # newest first; a vacuum or optimize commit carries none
+            if STATE_KEY in commit and commit.get("version", 0) <= current:
+                try:
+                    return json.loads(commit[STATE_KEY])
+                except (TypeError, json.JSONDecodeError):
+                    raise UsageError(f"{self.table_uri(name)}: version {commit.get('version')}: "
+                                     "the aps-usage state in its commit is not valid JSON") from None
+        return {}
 
     def stats(self) -> list[dict[str, Any]]:
         """Per dataset: rows, date range, newest extraction and last successful run."""
-        state = self.read_state()
         out = []
         con = self.connect()
         try:
             for name, spec in DATASETS.items():
-                files = [str(p) for p in self.data_files(name)]
+                dt = self.table(name)
                 row: dict[str, Any] = {"dataset": name, "rows": 0, "min_date": None, "max_date": None,
-                                       "newest_extracted_at": None, "files": len(files)}
-                if files:
+                                       "newest_extracted_at": None, "files": 0, "version": None}
+                if dt is not None:
+                    row["files"] = len(dt.file_uris())
+                    row["version"] = dt.version()
+                    dataset = dt.to_pyarrow_dataset()  # noqa: F841 (read by DuckDB below)
                     date_expr = (f"min({_ident(spec.date_column)}), max({_ident(spec.date_column)})"
                                  if spec.date_column else "NULL, NULL")
                     try:
-                        r = con.execute(
-                            f"SELECT count(*), {date_expr}, max(_extracted_at) FROM read_parquet({files!r}, "
-                            "union_by_name=true, hive_partitioning=false)"
-                        ).fetchone()
-                    except (duckdb.InvalidInputException, duckdb.IOException) as err:
-                        raise _unreadable_error(files, err) from None
+                        r = con.execute(f"SELECT count(*), {date_expr}, max(_extracted_at) FROM dataset").fetchall()[0]
+                    except (duckdb.Error, pa.ArrowInvalid, OSError) as err:
+                        raise _unreadable_error(dt, err) from None
                     row.update(rows=r[0], min_date=r[1], max_date=r[2], newest_extracted_at=r[3])
-                row["last_run"] = state.get("last_run", {}).get(name)
+                row["last_run"] = self._table_state(name, dt).get("last_run") if dt is not None else None
                 out.append(row)
         finally:
             con.close()
         return out
 
-    # ---- locking and recovery ----------------------------------------------------------
+    # ---- history -----------------------------------------------------------------------
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """Each version of the table, newest first: when, which command, rows added and
+        removed, sources."""
+        dt = self.table(name)
+        out = []
+        for commit in dt.history() if dt is not None else []:
+            info = {}
+            if STATE_KEY in commit:
+                try:
+                    info = json.loads(commit[STATE_KEY])
+                except (TypeError, json.JSONDecodeError):
+                    info = {}
+            metrics = commit.get("operationMetrics") or {}
+            out.append({
+                "version": commit.get("version"),
+                "at": datetime.fromtimestamp(commit["timestamp"] / 1000, timezone.utc).isoformat(timespec="seconds"),
+                "operation": commit.get("operation"),
+                "command": info.get("command", commit.get("operation", "").lower()),
+                "rows_added": info.get("rows_added", metrics.get("num_added_rows")),
+                "rows_removed": info.get("rows_removed", metrics.get("num_deleted_rows")),
+                "sources": (info.get("last_run") or {}).get("sources", []),
+            })
+        return out
+
+    def restore(self, name: str, version: int, command: str = "restore") -> None:
+        """Make ``version`` the current content of the table again, in a new commit that also
+        carries the state of that version (so the next extraction re-fetches what it undid)."""
+        self._require_lock()
+        dt = self.table(name)
+        if dt is None:
+            raise UsageError(f"{name}: no table yet")
+        current = dt.version()
+        if not 0 <= version <= current:
+            raise UsageError(f"{name}: no version {version} (versions 0..{current})")
+        state = self._table_state(name, dt, as_of=version)
+        rows_now = _count(dt)
+        rows_then = _count(self.table(name, version))
+        state.update(command=f"{command} --version {version}", rows_added=max(0, rows_then - rows_now),
+                     rows_removed=max(0, rows_now - rows_then))
+        try:
+            dt.restore(version, commit_properties=CommitProperties(custom_metadata={STATE_KEY: json.dumps(state, default=str)}))
+        except CommitFailedError as err:
+            raise LockedError(f"{name}: another writer committed while restoring; run restore again ({err})") from None
+
+    def vacuum(self, retention_hours: int | None = None, dry_run: bool = False) -> dict[str, list[str]]:
+        """Delete data files no version within the retention period needs."""
+        out = {}
+        for name in DATASETS:
+            dt = self.table(name)
+            if dt is not None:
+                out[name] = dt.vacuum(retention_hours=VACUUM_RETENTION_HOURS if retention_hours is None else retention_hours,
+                                      dry_run=dry_run, enforce_retention_duration=False)
+        return out
+
+    # ---- locking -----------------------------------------------------------------------
     @contextmanager
     def lock(self, purpose: str, wait: float | None = None) -> Iterator["DataDir"]:
-        """Hold the data dir for one writer. Waits up to ``wait`` seconds (default: env
-        APS_USAGE_LOCK_WAIT, else 0), then LockedError."""
+        """Hold the data dir for one writer on this machine. Waits up to ``wait`` seconds
+        (default: env APS_USAGE_LOCK_WAIT, else 0), then LockedError.
+
+        Why a lock beside Delta's optimistic concurrency: two appends of the same file race
+        without conflicting in Delta (both are blind appends), and each would add the rows
+        the other did not see; and ``build`` holds it so dbt reads one version of every
+        table. Writers on different machines are guarded by Delta alone (see design.md)."""
         if wait is None:
             try:
                 wait = float(os.environ.get("APS_USAGE_LOCK_WAIT", "0"))
@@ -283,7 +370,7 @@ class DataDir:
                     holder = self._lock_holder()
                     os.close(fd)
                     raise LockedError(
-                        f"data dir {self.root} is in use by another aps-usage run ({holder}); "
+                        f"data dir {self.location} is in use by another aps-usage run ({holder}); "
                         "wait for it to finish, or set APS_USAGE_LOCK_WAIT=SECONDS to queue behind it"
                     ) from None
                 time.sleep(0.2)
@@ -292,8 +379,9 @@ class DataDir:
             os.write(fd, json.dumps({"pid": os.getpid(), "purpose": purpose,
                                      "since": _now().isoformat(timespec="seconds")}).encode())
             self._lock_fd = fd
-            self.recover()
-            self.ensure_schema_files()
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)  # scratch of a run that died
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            self.ensure_tables()
             yield self
         finally:
             self._lock_fd = None
@@ -308,48 +396,16 @@ class DataDir:
         except (OSError, json.JSONDecodeError):
             return "unknown holder"
 
-    def recover(self) -> None:
-        """Finish committed transactions left by a crash, delete uncommitted ones."""
-        self._require_lock()
-        for txdir in sorted(self.tmp_dir.glob("tx-*")):
-            commit = txdir / "COMMIT.json"
-            if commit.exists():
-                try:
-                    plan = json.loads(commit.read_text())
-                except json.JSONDecodeError:  # torn before the rename made it the commit point
-                    plan = None
-                if plan is not None:
-                    log.info("finishing an interrupted commit (%s)", txdir.name)
-                    self._apply(plan)
-            shutil.rmtree(txdir, ignore_errors=True)
-        shutil.rmtree(self.tmp_dir / "duckdb-spill", ignore_errors=True)
-
     def _require_lock(self) -> None:
         if self._lock_fd is None:
             raise RuntimeError("DataDir: take dd.lock(...) before writing")
 
-    def _apply(self, plan: dict[str, Any]) -> None:
-        """Idempotent: every step can be redone after a crash in the middle of it."""
-        touched: set[Path] = set()
-        for src, dst in plan["renames"]:
-            s, d = self.root / src, self.root / dst
-            if s.exists():
-                d.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(s, d)
-                touched.add(d.parent)
-                crash_point("mid-apply")
-        for rel in plan["deletes"]:
-            p = self.root / rel
-            if p.exists():
-                p.unlink()
-                touched.add(p.parent)
-                try:
-                    p.parent.rmdir()  # an emptied month folder
-                except OSError:
-                    pass
-        for d in touched:
-            _fsync_dir(d)
-        atomic_write_bytes(self.state_path, json.dumps(plan["state"], indent=2, default=str).encode())
+    @property
+    def purpose(self) -> str:
+        try:
+            return json.loads(self.lock_path.read_text() or "{}").get("purpose", "")
+        except (OSError, json.JSONDecodeError):
+            return ""
 
     # ---- transactions ------------------------------------------------------------------
     @contextmanager
@@ -358,33 +414,26 @@ class DataDir:
         tx = Transaction(self)
         try:
             yield tx
-        except BaseException:
-            tx.abort()
-            raise
-        try:
             tx.commit()
-        except BaseException:
-            if not (tx.dir / "COMMIT.json").exists():  # stopped before the commit point (e.g. Ctrl-C)
-                tx.abort()
-            raise
+        finally:
+            tx.close()
 
 
 class Transaction:
-    """Stages writes and state changes; nothing is visible before :meth:`commit`."""
+    """Stages writes and state changes; each dataset's rows and state become visible in one
+    Delta commit at :meth:`commit`, nothing before."""
 
     def __init__(self, dd: DataDir):
         self.dd = dd
-        self.txid = f"tx-{_now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        self.dir = dd.tmp_dir / self.txid
-        (self.dir / "in").mkdir(parents=True)
+        self.dir = Path(tempfile.mkdtemp(prefix="tx-", dir=dd.tmp_dir))
         self.extracted_at = _now()
         self._writes: dict[str, list[_Write]] = {}
-        self._state = dd.read_state()
-        self._state.setdefault("datasets", {})
-        self._state.setdefault("last_run", {})
+        self._state_changes: dict[str, dict[str, Any]] = {}
+        self._state_cache: dict[str, dict[str, Any]] = {}
         self._n = 0
-        self._con: duckdb.DuckDBPyConnection | None = None  # one DuckDB for staging and merge
+        self._con: duckdb.DuckDBPyConnection | None = None
         self.rows_written: dict[str, int] = {}
+        self.command = dd.purpose
 
     def write(
         self,
@@ -395,14 +444,16 @@ class Transaction:
         replace: Replace | None = None,
     ) -> int:
         """Stage rows for ``dataset``, split by month; returns how many were staged."""
-        self.dd.dataset_dir(dataset)  # raises on an unknown dataset
+        self.dd.table_uri(dataset)  # raises on an unknown dataset
         spec = DATASETS[dataset]
 
         def new_path() -> Path:
             self._n += 1
-            return self.dir / "in" / f"{dataset}-{self._n:05d}.parquet"
+            return self.dir / f"{dataset}-{self._n:05d}.arrow"
 
-        cursor = self._connection().cursor()
+        if self._con is None:  # one thread hashes beside the reader
+            self._con = self.dd.connect(threads=1)
+        cursor = self._con.cursor()
         try:
             staged = stage(
                 (_conform(batch, spec, source) for batch in _batches(data)), spec, source=source,
@@ -411,132 +462,130 @@ class Transaction:
             )
         finally:
             cursor.close()
-        self._writes.setdefault(dataset, []).append(_Write(staged.files, source, replace, staged.rows, staged.deduped))
+        self._writes.setdefault(dataset, []).append(_Write(staged, source, replace))
         return staged.rows
 
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        # one thread while staging (hashing beside the reader), every core for the merge
-        if self._con is None:
-            self._con = self.dd.connect(threads=1)
-        return self._con
+    def set_state(self, dataset: str, key: str, value: Any) -> None:
+        self._state_changes.setdefault(dataset, {})[key] = value
 
-    def _close_connection(self) -> None:
+    def get_state(self, dataset: str, key: str, default: Any = None) -> Any:
+        if key in self._state_changes.get(dataset, {}):
+            return self._state_changes[dataset][key]
+        if dataset not in self._state_cache:
+            self._state_cache[dataset] = self.dd._table_state(dataset).get("state", {})
+        return self._state_cache[dataset].get(key, default)
+
+    def close(self) -> None:
         if self._con is not None:
             self._con.close()
             self._con = None
-
-    def set_state(self, dataset: str, key: str, value: Any) -> None:
-        self._state["datasets"].setdefault(dataset, {})[key] = value
-
-    def get_state(self, dataset: str, key: str, default: Any = None) -> Any:
-        return self._state["datasets"].get(dataset, {}).get(key, default)
-
-    def abort(self) -> None:
-        self._close_connection()
+        for writes in self._writes.values():
+            for w in writes:
+                w.staged.delete()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def commit(self) -> None:
-        renames: list[tuple[str, str]] = []
-        deletes: list[str] = []
-        con = self._connection()
-        con.execute(f"SET threads={max(1, os.cpu_count() or 1)}")
-        try:
-            for dataset, writes in self._writes.items():
-                try:
-                    r, d, n = self._merge(con, DATASETS[dataset], writes)
-                except (duckdb.InterruptException, RuntimeError) as err:
-                    if isinstance(err, RuntimeError) and "interrupted" not in str(err).lower():
-                        raise
-                    raise KeyboardInterrupt from None  # Ctrl-C inside a DuckDB query: "Interrupted.", exit 130
-                except (pa.ArrowInvalid, duckdb.InvalidInputException, duckdb.IOException) as err:
-                    raise _unreadable_error([str(p) for p in self.dd.data_files(dataset)], err) from None
-                except duckdb.OutOfMemoryException as err:  # e.g. a file with a thousand extra columns
-                    sources = ", ".join(sorted({w.source for w in writes}))[:300]
-                    raise UsageError(
-                        f"{sources}: merging into {dataset} ran out of memory (APS_USAGE_DUCKDB_MEMORY="
-                        f"{DUCKDB_MEMORY_LIMIT}; raise it, or drop unneeded columns): {str(err).splitlines()[0]}"
-                    ) from None
-                renames += r
-                deletes += d
-                self.rows_written[dataset] = n
-                self._state["last_run"][dataset] = {
-                    "at": self.extracted_at.isoformat(timespec="seconds"),
-                    "sources": sorted({w.source for w in writes})[:20],
-                    "rows_received": sum(w.rows for w in writes),
-                }
-        except BaseException:
-            self.abort()
-            raise
-        self._close_connection()
-        plan = {"renames": renames, "deletes": deletes, "state": self._state}
-        for src, _ in renames:
-            _fsync_file(self.dd.root / src)
+        """One Delta commit per dataset written or whose state changed (see the module doc)."""
         crash_point("before-commit")
-        # The commit point: a complete COMMIT.json (written whole, then renamed).
-        atomic_write_bytes(self.dir / "COMMIT.json", json.dumps(plan, default=str).encode())
-        crash_point("after-commit")
-        self.dd._apply(plan)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        for dataset in [*self._writes, *(d for d in self._state_changes if d not in self._writes)]:
+            try:
+                self.rows_written[dataset] = self._commit_dataset(DATASETS[dataset], self._writes.get(dataset, []))
+            except (pa.ArrowInvalid, duckdb.InvalidInputException, duckdb.IOException, OSError, DeltaError) as err:
+                if isinstance(err, CommitFailedError):
+                    raise LockedError(f"{dataset}: another writer committed to this table at the same time; "
+                                      f"nothing of this run was written to it, run again ({str(err).splitlines()[0]})") from None
+                if "KeyboardInterrupt" in str(err):  # Ctrl-C while delta-rs pulled from our reader
+                    raise KeyboardInterrupt from None
+                raise _unreadable_error(self.dd.table(dataset), err) from None
+            except (duckdb.InterruptException, RuntimeError) as err:
+                if isinstance(err, RuntimeError) and "interrupted" not in str(err).lower():
+                    raise
+                raise KeyboardInterrupt from None  # Ctrl-C inside a DuckDB query: "Interrupted.", exit 130
+            crash_point("after-commit")
 
-    # The merge of one dataset, one month at a time (memory stays bounded by a month):
-    # the month's existing rows minus replaced ones, plus incoming rows, de-duplicated by
-    # _row_hash (newest wins), written as the month's new file. A month with no rows to keep
-    # and one de-duplicated staged file takes that file as it is.
-    def _merge(self, con: duckdb.DuckDBPyConnection, spec: DatasetSpec, writes: list[_Write]):
+    def _commit_dataset(self, spec: DatasetSpec, writes: list[_Write]) -> int:
         dd = self.dd
-        ds_dir = dd.dataset_dir(spec.name)
-        rel = lambda p: str(Path(p).relative_to(dd.root))  # noqa: E731
-        staged_by_month: dict[str, list[tuple[_Write, list[str]]]] = {}
-        for w in writes:
-            for month, paths in w.files.items():
-                staged_by_month.setdefault(month, []).append((w, [str(p) for p in paths]))
-        all_staged = [f for w in writes for fs in w.files.values() for f in map(str, fs)]
-        replaces = [w.replace for w in writes if w.replace is not None]
-        everything = any(r.everything for r in replaces)
-        predicates = [p for p in (self._replace_predicate(con, spec, r, all_staged) for r in replaces) if p]
-        keep_where = " AND ".join(f"NOT coalesce(({p}), false)" for p in predicates) or "true"
+        dt = dd.table(spec.name)
+        if dt is None:  # created under the lock; only a table deleted since is missing
+            dd.ensure_tables()
+            dt = dd.table(spec.name)
+        everything = any(w.replace is not None and w.replace.everything for w in writes)
+        predicates = [p for w in writes if w.replace is not None and not w.replace.everything
+                      for p in [self._replace_predicate(spec, w.replace, w.staged)] if p]
+        predicate = " OR ".join(f"({p})" for p in predicates) if predicates else None
+        con = self._con or dd.connect()
+        self._con = con
+        con.execute(f"SET threads={max(1, os.cpu_count() or 1)}").fetchall()
 
-        existing: dict[str, Path] = {}
-        for p in dd.data_files(spec.name):
-            existing[p.parent.name.removeprefix("month=") if spec.date_column else ""] = p
-        months = set(staged_by_month)
+        existing_schema = pa.schema(dt.schema().to_arrow())
+        extras = {f.name for f in existing_schema} | {c for w in writes for c in w.staged.columns}
+        extras -= set(spec.columns) | set(META_COLUMNS) | {MONTH_COLUMN}
+        schema = table_schema(spec, extras)
+
+        rows_before = _count(dt)
         if everything:
-            months |= set(existing)
-        for r in replaces:
-            if r.snapshot or (r.match and r.date_from is None and r.date_to is None):
-                months |= set(existing)
-            elif r.date_from or r.date_to:
-                months |= {m for m in existing if _month_in(m, r.date_from, r.date_to)}
+            removed = rows_before
+        elif predicate:
+            con.register("existing", dt.to_pyarrow_dataset())
+            removed = con.execute(f"SELECT count(*) FROM existing WHERE coalesce(({predicate}), false)").fetchall()[0][0]
+        else:
+            removed = 0
 
-        schema_file = str(ds_dir / SCHEMA_FILE)
-        renames: list[tuple[str, str]] = []
-        deletes: list[str] = []
-        total = 0
-        for month in sorted(months):
-            old = existing.get(month)
-            target = ds_dir / (f"month={month}" if spec.date_column else "") / PART_FILE
-            incoming = staged_by_month.get(month, [])
-            staged = [f for _, files in incoming for f in files]
-            if (old is None or everything) and len(incoming) == 1 and incoming[0][0].deduped and len(staged) == 1:
-                # nothing to merge: the staged file is already the partition file (staging.py)
-                renames.append((rel(staged[0]), rel(target)))
-                total += _rows(Path(staged[0]))
-                continue
-            out = self.dir / "out" / spec.name / (month or "all") / PART_FILE
-            out.parent.mkdir(parents=True, exist_ok=True)
-            merged_old = None if everything else old
-            written = _merge_month(con, spec, schema_file, merged_old, keep_where, staged, out)
-            if written or not spec.date_column:
-                renames.append((rel(out), rel(target)))
-                total += written
-            elif old is not None:
-                deletes.append(rel(old))
-        total += sum(_rows(p) for m, p in existing.items() if m not in months)
-        return renames, deletes, total
+        added = [0]
+        # opened before the write: delta-rs cannot be called from inside its own reader
+        if rows_before:
+            con.register("existing", dt.to_pyarrow_dataset())
 
-    def _replace_predicate(self, con, spec: DatasetSpec, r: Replace, staged: list[str]) -> str:
-        if r.everything:
-            return "true"
+        def kept_hashes(month: str) -> pa.Array | None:
+            """Hashes of the month's rows that stay (so an incoming equal row is not added)."""
+            if everything or not rows_before:
+                return None
+            where = [f"NOT coalesce(({predicate}), false)"] if predicate else []
+            if spec.date_column:
+                where.append(f"{MONTH_COLUMN} = {_sql_str(month)}")
+            sql = "SELECT _row_hash FROM existing" + (f" WHERE {' AND '.join(where)}" if where else "")
+            return _arrow(con, sql).column(0).combine_chunks()
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            months = sorted({m for w in writes for m in w.staged.months})
+            for month in months:
+                seen = kept_hashes(month)
+                for w in writes:
+                    if month not in w.staged.months:
+                        continue
+                    for table in w.staged.tables(month):
+                        if seen is not None and len(seen):
+                            table = table.filter(pc.invert(pc.is_in(table.column("_row_hash"), value_set=seen)))
+                        if not table.num_rows:
+                            continue
+                        hashes = table.column("_row_hash").combine_chunks()
+                        seen = hashes if seen is None else pa.concat_arrays([seen, hashes])
+                        added[0] += table.num_rows
+                        yield from _in_schema(table, schema, month if spec.date_column else None).to_batches()
+                crash_point("mid-commit")
+
+        info = {
+            "state": {**self.dd._table_state(spec.name, dt).get("state", {}), **self._state_changes.get(spec.name, {})},
+            "last_run": (self.dd._table_state(spec.name, dt).get("last_run") if not writes else {
+                "at": self.extracted_at.isoformat(timespec="seconds"),
+                "sources": sorted({w.source for w in writes})[:20],
+                "rows_received": sum(w.staged.rows for w in writes),
+            }),
+            "command": self.command,
+        }
+        # rows added: delta-rs counts them into the commit's operationMetrics (history)
+        info["rows_removed"] = removed
+        reader = pa.RecordBatchReader.from_batches(schema, batches())
+        write_deltalake(
+            dt, reader, mode="overwrite" if (everything or predicate) else "append",
+            predicate=None if everything else predicate, schema_mode="merge",
+            partition_by=[MONTH_COLUMN] if spec.date_column else None,
+            commit_properties=CommitProperties(custom_metadata={STATE_KEY: json.dumps(info, default=str)}),
+        )
+        return rows_before - removed + added[0]
+
+    def _replace_predicate(self, spec: DatasetSpec, r: Replace, staged: Staged) -> str:
+        """The replace as SQL that DuckDB and delta-rs (DataFusion) both read."""
         conds = []
         if r.match:
             for col, value in r.match.items():
@@ -548,19 +597,17 @@ class Transaction:
                     conds.append(f"{_ident(col)} = {_sql_str(value)}")
         if spec.date_column:
             if r.date_from:
-                conds.append(f"{_ident(spec.date_column)} >= DATE {_sql_str(r.date_from.isoformat())}")
+                conds.append(f"{_ident(spec.date_column)} >= CAST({_sql_str(r.date_from.isoformat())} AS DATE)")
             if r.date_to:
-                conds.append(f"{_ident(spec.date_column)} <= DATE {_sql_str(r.date_to.isoformat())}")
+                conds.append(f"{_ident(spec.date_column)} <= CAST({_sql_str(r.date_to.isoformat())} AS DATE)")
         if r.snapshot:
-            if not staged:  # an empty snapshot replaces nothing
+            if not staged.rows:  # an empty snapshot replaces nothing
                 return ""
-            cols = [c for c in spec.snapshot_columns if c in _columns(staged)]
+            cols = [c for c in spec.snapshot_columns if c in staged.columns]
             if not cols:  # a snapshot file without the team column replaces everything
                 return "true"
             for c in cols:
-                values = [row[0] for row in con.execute(
-                    f"SELECT DISTINCT CAST({_ident(c)} AS VARCHAR) FROM read_parquet({staged!r}, union_by_name=true)"
-                ).fetchall()]
+                values = staged.distinct(c)
                 non_null = [v for v in values if v is not None]
                 part = f"{_ident(c)} IN ({', '.join(_sql_str(v) for v in non_null)})" if non_null else "false"
                 if None in values:
@@ -569,32 +616,52 @@ class Transaction:
         return " AND ".join(conds) if conds else ""
 
 
-def _merge_month(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, schema_file: str, old: Path | None,
-                 keep_where: str, staged: list[str], out: Path) -> int:
-    """The month's kept existing rows plus the staged rows, de-duplicated by ``_row_hash``
-    (newest wins), written to ``out``; returns the rows written."""
-    union = f"SELECT * FROM read_parquet({[schema_file]!r})"
-    if old is not None:
-        union += (f" UNION ALL BY NAME (SELECT * FROM read_parquet({[str(old)]!r}, union_by_name=true, "
-                  f"hive_partitioning=false) WHERE {keep_where})")
-    if staged:
-        union += (f" UNION ALL BY NAME (SELECT * FROM read_parquet({staged!r}, union_by_name=true, "
-                  "hive_partitioning=false))")
-    extras = (_columns(staged) | _columns([str(old)] if old else [])) - set(spec.columns) - set(META_COLUMNS)
-    schema = layout_schema(spec, extras)
-    columns = ", ".join(_ident(c) for c in schema.names)
-    query = (f"SELECT {columns} FROM ({union}) QUALIFY row_number() OVER "
-             "(PARTITION BY _row_hash ORDER BY _extracted_at DESC, _source) = 1")
-    # Row groups bounded: DuckDB holds one per thread while writing, and at its default size
-    # (122,880 rows) two of them and the window's buffers thrash under the memory limit.
-    return con.execute(f"COPY ({query}) TO {_sql_str(str(out))} (FORMAT parquet, ROW_GROUP_SIZE 30000)").fetchone()[0]
+def _unreadable_error(dt: DeltaTable | None, err: Exception) -> Exception:
+    """One line naming the first file of the current version that is not readable Parquet
+    (a torn copy, a disk error outside aps-usage); the original error if every file reads."""
+    for uri in dt.file_uris() if dt is not None else []:
+        if lake.is_remote(uri):
+            break
+        path = uri.removeprefix("file://")
+        try:
+            pq.read_metadata(path)
+        except Exception:
+            detail = str(err).splitlines()[0][:200]
+            return UsageError(f"{path}: not a readable Parquet file ({detail}); restore an earlier version "
+                              "with 'aps-usage restore', or extract or import that month again")
+    return err
 
 
-def arrow_table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+def _count(dt: DeltaTable) -> int:
+    """Rows of the table's current version (from the log: no data file is read)."""
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    return int(pc.sum(actions.column("num_records")).as_py() or 0) if actions.num_rows else 0
+
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     """The query's result as an Arrow table, across DuckDB versions (2.0 renamed the method)."""
     rel = con.sql(sql)
     fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
     return fetch()
+
+
+arrow_table = _arrow
+
+
+def _in_schema(table: pa.Table, schema: pa.Schema, month: str | None) -> pa.Table:
+    """``table`` with the table's columns in order: NULL where it has none, the month added."""
+    n = table.num_rows
+    names = set(table.column_names)
+    columns = []
+    for f in schema:
+        if f.name == MONTH_COLUMN:
+            columns.append(pa.repeat(pa.scalar(month, pa.string()), n))
+        elif f.name in names:
+            column = table.column(f.name)
+            columns.append(column if column.type == f.type else column.cast(f.type))
+        else:
+            columns.append(pa.nulls(n, f.type))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _batches(data: Any) -> Iterator[pa.RecordBatch | pa.Table]:
@@ -610,37 +677,3 @@ def _batches(data: Any) -> Iterator[pa.RecordBatch | pa.Table]:
         yield from f.iter_batches(batch_size=256_000)
     else:
         yield from data
-
-
-def _unreadable_error(files: list[str], err: Exception) -> Exception:
-    """One line naming the first file that is not readable Parquet (a torn copy, a full disk
-    outside aps-usage); the original error if every file reads."""
-    for f in files:
-        try:
-            pq.read_metadata(f)
-        except Exception:
-            detail = str(err).splitlines()[0][:200]
-            return UsageError(f"{f}: not a readable Parquet file ({detail}); move it away and extract or import "
-                              "that month again")
-    return err
-
-
-def _columns(files: list[str]) -> set[str]:
-    cols: set[str] = set()
-    for f in files:
-        cols |= set(pq.read_schema(f).names)
-    return cols
-
-
-def _rows(path: Path) -> int:
-    return pq.ParquetFile(path).metadata.num_rows
-
-
-def _month_in(month: str, date_from: date | None, date_to: date | None) -> bool:
-    first = date.fromisoformat(month + "-01")
-    nxt = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
-    if date_from and nxt <= date_from:
-        return False
-    if date_to and first > date_to:
-        return False
-    return True

@@ -25,13 +25,16 @@ README_END = "<!-- datasets: end -->"
 
 def source_read_config(spec: DatasetSpec) -> dict:
     """How dbt reads one raw dataset: the source table's config, the one place to change the
-    read method. DuckDB reads the dataset's Parquet folder through meta.external_location;
-    Spark registers the same folder as table raw.<dataset> (macros/register_raw_sources.sql)."""
-    location = (
-        f"read_parquet('{{{{ env_var('APS_USAGE_DATA_DIR', 'data') }}}}/raw/{spec.name}/**/*.parquet', "
-        "union_by_name=true, hive_partitioning=false)"
-    )
-    return {"meta": {"external_location": location}}
+    read method. Each dataset is a Delta table (extractor/dataset.py): DuckDB reads its current
+    version through dbt-duckdb's stock ``delta`` plugin (deltalake's Arrow dataset of exactly
+    the files of that version; credentials for object storage from the environment), copied
+    into table raw.<dataset> of the warehouse once per build by the on-run-start hook, so
+    the staging views still read after the run (a view over a registered Arrow dataset does
+    not outlive dbt's connection); Spark reads the same files as Parquet
+    (macros/register_raw_sources.sql)."""
+    return {"meta": {"plugin": "delta",
+                     "delta_table_path": f"{{{{ env_var('APS_USAGE_DATA_DIR', 'data') }}}}/raw/{spec.name}",
+                     "materialization": "table", "save_mode": "ignore"}}
 
 
 def _data_type(arrow_type: pa.DataType) -> str:

@@ -1,20 +1,17 @@
-"""One write of a transaction, staged as per-month Parquet files in the layout of a partition
-file, so that a month with nothing to merge is renamed into place at the commit.
+"""One write of a transaction, staged locally until the commit streams it into the Delta table.
 
-A staged row has every listed column of the dataset (NULL where the input has none), the
-input's extra columns (text, sorted by name), then ``_source``, ``_extracted_at`` and
-``_row_hash``. DuckDB hashes a batch in a worker thread while the caller produces the next
-one (the CSV reader and converters release the GIL), then the rows are split by month and
-spooled per month to an Arrow IPC stream; at the end each month is written as one Parquet
-file in row groups of :data:`STAGING_ROW_GROUP` rows (see :class:`_MonthFiles` for why).
+A staged row has the input's columns (listed ones typed, extras as text) plus ``_source``,
+``_extracted_at`` and ``_row_hash``. DuckDB hashes a batch in a worker thread while the
+caller produces the next one (the CSV reader and converters release the GIL), then the rows
+are split by month and spooled per month to an Arrow IPC stream in local scratch (see
+:class:`_MonthFiles` for why).
 
-Duplicates within the write are dropped when every row of the write has the same
-``_source`` and ``_extracted_at`` (an import, an API call): of equal rows the merge keeps the
-newest, and these are tied, so keeping the first is what the merge would do. Equal rows have
-the same usage date, so they are in the same month: when a month is written, the first 64
-bits of its rows' hashes are sorted (8 bytes a row), rows whose bits repeat are compared by
-their full hash, and only the first of equal rows is written. Memory follows the rows of the
-largest month, never the whole input.
+Duplicates within the write are dropped: every row of a write has the same ``_source`` and
+``_extracted_at``, so of equal rows the first is kept. Equal rows have the same usage date,
+so they are in the same month: when the input ends, the first 64 bits of each month's row
+hashes are sorted (8 bytes a row), rows whose bits repeat are compared by their full hash,
+and only the first of equal rows is kept. Memory follows the rows of the largest month,
+never the whole input.
 """
 
 from __future__ import annotations
@@ -31,21 +28,39 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .errors import InputError
 from .rowhash import first_64_bits, row_hashes
 from .schemas import META_COLUMNS, DatasetSpec
 
-STAGING_ROW_GROUP = 64_000  # rows of a row group of a staged (and so of a partition) file
+STAGING_ROW_GROUP = 64_000  # rows of a month gathered before they go to its spool
 STAGING_BUFFER_ROWS = 40_000  # rows buffered across months: past it the fullest month is spooled
 
 
 @dataclass
 class Staged:
-    files: dict[str, list[Path]]  # month ("YYYY-MM", or "" when not partitioned) -> staged files
+    """A write's rows, typed, hashed and de-duplicated, spooled by month until the commit."""
+
+    months: dict[str, "_StagedMonth"]  # month ("YYYY-MM", or "" when not partitioned) -> its spool
     rows: int  # rows received
-    deduped: bool  # no two staged rows share a row hash
+    columns: set[str]  # every column the write brought (listed, extra, meta)
+
+    def tables(self, month: str) -> Iterator[pa.Table]:
+        """The month's rows (each row hash once), in the write's layout."""
+        yield from self.months[month].tables()
+
+    def distinct(self, column: str) -> list:
+        """The distinct values of ``column`` (as text) over the write (a snapshot's teams)."""
+        values: set = set()
+        for month in self.months:
+            for table in self.tables(month):
+                if column in table.column_names:
+                    values |= set(pc.unique(table.column(column).cast(pa.string())).to_pylist())
+        return sorted(values, key=lambda v: (v is None, v or ""))
+
+    def delete(self) -> None:
+        for month in self.months.values():
+            month.spool.delete()
 
 
 def layout_schema(spec: DatasetSpec, extras: Iterable[str]) -> pa.Schema:
@@ -88,11 +103,12 @@ def stage(
             finally:
                 if ahead is not None:
                     ahead.cancel()
-        release_memory()  # the reading buffers, before the months are written
+        release_memory()  # the reading buffers, before the months are de-duplicated
         months.close()
-    finally:
+    except BaseException:
         months.close(flush=False)
-    return Staged(months.files, rows, months.dedupe)
+        raise
+    return Staged(months.staged, rows, months.columns)
 
 
 def use_lean_memory_pool() -> None:
@@ -146,29 +162,23 @@ def _with_hash(cursor, spec: DatasetSpec, table: pa.Table) -> pa.Table:
 
 
 class _MonthFiles:
-    """Staged files: rows split by month, spooled while the input is read, then written in
-    the partition layout as one Parquet file per month (per set of columns) in row groups of
-    :data:`STAGING_ROW_GROUP` rows.
+    """A write's rows split by month and spooled while the input is read, then de-duplicated
+    month by month when the input ends (the commit streams them into the Delta table).
 
     The rows of many months come interleaved, so a month's rows arrive a few thousand at a
-    time. Written straight to Parquet they made thousands of small row groups, and an open
-    Parquet writer keeps the metadata of every row group it wrote (about 0.8 KB per column
-    chunk) until it is closed: memory grew with the input (40 MB at 8M rows). A month's rows
-    are therefore appended to an Arrow IPC stream, which keeps nothing in memory, and only
-    one month's Parquet file is open at a time.
+    time. A month's rows are appended to an Arrow IPC stream (local scratch), which keeps
+    nothing in memory, in slices of up to :data:`STAGING_ROW_GROUP` rows.
 
     A month's row hashes are spooled apart as well, so that its duplicates can be found (see
-    :func:`_first_of_equal_rows`) before its rows are read back. ``dedupe`` turns false when
-    a table brings its own ``_source`` or ``_extracted_at``: then the merge decides which of
-    equal rows is the newest."""
+    :func:`_first_of_equal_rows`) before its rows are read back."""
 
     def __init__(self, spec: DatasetSpec, new_path: Callable[[], Path], source: str, extracted_at: datetime):
         self.spec = spec
         self.new_path = new_path
         self.source = source
         self.extracted_at = extracted_at
-        self.dedupe = True
-        self.files: dict[str, list[Path]] = {}
+        self.staged: dict[str, _StagedMonth] = {}
+        self.columns: set[str] = set()
         self._spools: dict[str, _RowFile] = {}
         self._hash_spools: dict[str, _RowFile] = {}
         self._pending: dict[str, list[pa.Table]] = {}
@@ -183,8 +193,7 @@ class _MonthFiles:
                 raise InputError(f"{source}: column '{column}': {nulls} row(s) have no date")
 
     def add(self, table: pa.Table) -> None:
-        if "_source" in table.column_names or "_extracted_at" in table.column_names:
-            self.dedupe = False
+        self.columns |= set(table.column_names)
         if not self.spec.date_column:
             self._buffer("", table)
             return
@@ -226,39 +235,17 @@ class _MonthFiles:
             self._spools[month] = _RowFile(self.new_path)
             self._hash_spools[month] = _RowFile(self.new_path)
         self._spools[month].add(table)
-        if self.dedupe:  # else the merge de-duplicates, and the hashes are not needed here
-            self._hash_spools[month].add(table.select(["_row_hash"]))
+        self._hash_spools[month].add(table.select(["_row_hash"]))
 
-    def _write_month(self, month: str) -> None:
-        """The month's spooled rows as Parquet files in the partition layout, without
-        repeats when de-duplicating."""
+    def _finish_month(self, month: str) -> None:
+        """Which of the month's spooled rows to keep (the first of equal rows)."""
         spool, hashes = self._spools.pop(month), self._hash_spools.pop(month)
         try:
             spool.close()
             hashes.close()
-            keep = _first_of_equal_rows(hashes) if self.dedupe else None
-            seen = 0
-            for path in spool.paths:
-                with _OpenedLater(self.new_path) as writer:
-                    for group in rechunked(self._kept(path, keep, seen), STAGING_ROW_GROUP):
-                        writer.write(self._in_layout(group))
-                seen += spool.rows_in[path]
-                if writer.path is not None:
-                    self.files.setdefault(month, []).append(writer.path)
+            self.staged[month] = _StagedMonth(spool, _first_of_equal_rows(hashes), self._in_layout)
         finally:
-            spool.delete()
             hashes.delete()
-
-    @staticmethod
-    def _kept(path: Path, keep: np.ndarray | None, first_row: int) -> Iterator[pa.Table]:
-        """The rows of one spool file, less those ``keep`` (over the month's rows) drops."""
-        row = first_row
-        for batch in _RowFile.batches(path):
-            table = pa.Table.from_batches([batch])
-            if keep is not None:
-                table = table.filter(pa.array(keep[row: row + batch.num_rows]))
-            row += batch.num_rows
-            yield table
 
     def _in_layout(self, table: pa.Table) -> pa.Table:
         """Every listed column (NULL where missing), extras, then the meta columns (the
@@ -281,18 +268,39 @@ class _MonthFiles:
         return pa.Table.from_arrays(columns, schema=schema)
 
     def close(self, flush: bool = True) -> None:
-        """Write every month's files from what is spooled and buffered; after a failure
+        """De-duplicate every month from what is spooled and buffered; after a failure
         (``flush=False``) only remove the spools."""
         if flush:
             self.flush_all()
             for month in sorted(self._spools):
-                self._write_month(month)
+                self._finish_month(month)
+        else:
+            for staged in self.staged.values():
+                staged.spool.delete()
+            self.staged.clear()
         self._pending.clear()
         for spool in [*self._spools.values(), *self._hash_spools.values()]:
             spool.close()
             spool.delete()
         self._spools.clear()
         self._hash_spools.clear()
+
+
+@dataclass
+class _StagedMonth:
+    spool: "_RowFile"
+    keep: np.ndarray | None  # over the month's rows in spool order; None = keep all
+    layout: Callable[[pa.Table], pa.Table]
+
+    def tables(self) -> Iterator[pa.Table]:
+        row = 0
+        for batch in self.spool.all_batches():
+            table = pa.Table.from_batches([batch])
+            if self.keep is not None:
+                table = table.filter(pa.array(self.keep[row: row + batch.num_rows]))
+            row += batch.num_rows
+            if table.num_rows:
+                yield self.layout(table)
 
 
 def _first_of_equal_rows(hashes: "_RowFile") -> np.ndarray | None:
@@ -322,28 +330,6 @@ def _first_of_equal_rows(hashes: "_RowFile") -> np.ndarray | None:
     keep[positions] = False
     keep[positions[np.unique(codes, return_index=True)[1]]] = True  # positions are in row order
     return keep
-
-
-class _OpenedLater:
-    """A Parquet writer opened on the first table written to it (at a path from ``new_path``)."""
-
-    def __init__(self, new_path: Callable[[], Path]):
-        self.new_path = new_path
-        self.path: Path | None = None
-        self._writer: pq.ParquetWriter | None = None
-
-    def write(self, table: pa.Table) -> None:
-        if self._writer is None:
-            self.path = self.new_path()
-            self._writer = pq.ParquetWriter(self.path, table.schema)
-        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
-
-    def __enter__(self) -> "_OpenedLater":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._writer is not None:
-            self._writer.close()
 
 
 class _RowFile:

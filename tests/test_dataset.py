@@ -1,8 +1,8 @@
-"""The raw dataset writer: replace semantics, de-duplication, atomic commits, crash recovery, lock."""
+"""The raw dataset writer (Delta tables): replace semantics, de-duplication, one commit per dataset with its
+state, a killed writer, the lock, history and restore."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from extractor.dataset import DataDir, Replace
-from extractor.errors import InputError, LockedError
+from extractor.errors import InputError, LockedError, UsageError
 from extractor.schemas import DATASETS
 
 
@@ -34,19 +34,16 @@ def rows(dd: DataDir, dataset: str = "premium_usage") -> list[tuple]:
     return sorted((r["usage_date"].isoformat(), r["product_name"], r["context_id"], r["tokens"]) for r in t.to_pylist())
 
 
-def snapshot_bytes(root: Path) -> dict[str, str]:
-    """Every visible file under raw/ and state/ with its content hash."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and ".tmp" not in p.parts and p.name != "lock":
-            out[str(p.relative_to(root))] = hashlib.md5(p.read_bytes()).hexdigest()
-    return out
+def visible(dd: DataDir) -> dict[str, tuple]:
+    """What a reader sees: each table's version, its files and the state."""
+    return {name: (dd.table(name).version(), tuple(dd.data_files(name))) for name in DATASETS} | {
+        "state": repr(dd.read_state())}
 
 
 BASE = [("2026-01-30", "Revit", "1", 10.0), ("2026-01-31", "AutoCAD", "1", 0.0), ("2026-02-01", "Revit", "2", 7.0)]
 
 
-def test_roundtrip_types_partitions_and_schema_files(tmp_path):
+def test_roundtrip_types_partitions_and_empty_tables(tmp_path):
     dd = DataDir(tmp_path)
     t = usage(BASE).append_column("brand_new_column", pa.array([1, 2, 3]))
     write(dd, "premium_usage", t)
@@ -54,9 +51,10 @@ def test_roundtrip_types_partitions_and_schema_files(tmp_path):
     assert got.schema.field("usage_date").type == pa.date32()
     assert got.schema.field("tokens").type == pa.float64()
     assert sorted(got.column("brand_new_column").to_pylist()) == ["1", "2", "3"]  # kept, as text
-    assert {p.parent.name for p in dd.data_files("premium_usage")} == {"month=2026-01", "month=2026-02"}
-    for name in DATASETS:  # every dataset readable, even those never written
-        assert (dd.raw_dir / name / "schema.parquet").exists()
+    assert {Path(p).parent.name for p in dd.data_files("premium_usage")} == {"_month=2026-01", "_month=2026-02"}
+    for name in DATASETS:  # every dataset a Delta table with its columns, even those never written
+        assert (dd.raw_dir / name / "_delta_log").is_dir()
+        assert set(DATASETS[name].columns) <= set(dd.read(name).column_names)
         assert dd.read(name).num_rows == (3 if name == "premium_usage" else 0)
     assert len(set(got.column("_row_hash").to_pylist())) == 3
 
@@ -87,7 +85,7 @@ def test_a_month_emptied_by_a_replace_disappears(tmp_path):
     dd = DataDir(tmp_path)
     write(dd, "premium_usage", usage(BASE))
     write(dd, "premium_usage", usage([]), replace=Replace(match={"context_id": "2"}, date_from=date(2026, 2, 1), date_to=date(2026, 2, 28)))
-    assert [p.parent.name for p in dd.data_files("premium_usage")] == ["month=2026-01"]
+    assert {Path(p).parent.name for p in dd.data_files("premium_usage")} == {"_month=2026-01"}
     assert rows(dd) == sorted(BASE[:2])
 
 
@@ -105,24 +103,24 @@ def test_snapshot_replaces_only_the_teams_in_the_file(tmp_path):
 def test_bad_value_names_source_and_column_and_changes_nothing(tmp_path):
     dd = DataDir(tmp_path)
     write(dd, "premium_usage", usage(BASE))
-    before = snapshot_bytes(tmp_path)
+    before = visible(dd)
     bad = pa.table({"usage_date": ["2026-03-01"], "product_name": ["Revit"], "tokens": ["lots"]})
     with pytest.raises(InputError, match=r"usage\.csv: column 'tokens'.*lots"):
         write(dd, "premium_usage", bad, source="usage.csv")
-    assert snapshot_bytes(tmp_path) == before
+    assert visible(dd) == before
     assert list((tmp_path / ".tmp").iterdir()) == []
 
 
 def test_an_error_inside_the_transaction_rolls_everything_back(tmp_path):
     dd = DataDir(tmp_path)
     write(dd, "premium_usage", usage(BASE))
-    before = snapshot_bytes(tmp_path)
+    before = visible(dd)
     with pytest.raises(RuntimeError):
         with dd.lock("test"), dd.transaction() as tx:
             tx.write("premium_usage", usage([("2026-03-01", "Maya", "1", 1.0)]), source="x")
             tx.set_state("premium_usage", "1", {"extracted_to": "2026-03-01"})
             raise RuntimeError("network went away")
-    assert snapshot_bytes(tmp_path) == before
+    assert visible(dd) == before
 
 
 WRITER = textwrap.dedent(
@@ -149,7 +147,8 @@ def run_writer(data_dir: Path, crash_at: str | None) -> int:
     return subprocess.run([sys.executable, "-c", WRITER, str(data_dir)], env=env, timeout=120).returncode
 
 
-@pytest.mark.parametrize("point,committed", [("staging", False), ("before-commit", False), ("after-commit", True), ("mid-apply", True)])
+@pytest.mark.parametrize("point,committed", [("staging", False), ("before-commit", False), ("mid-commit", False),
+                                             ("after-commit", True)])
 def test_killed_writer_leaves_old_or_new_data_and_a_rerun_completes(tmp_path, point, committed):
     reference = tmp_path / "reference"
     write(DataDir(reference), "premium_usage", usage(BASE))
@@ -159,16 +158,16 @@ def test_killed_writer_leaves_old_or_new_data_and_a_rerun_completes(tmp_path, po
     crashed = tmp_path / "crashed"
     dd = DataDir(crashed)
     write(dd, "premium_usage", usage(BASE))
-    old = rows(dd)
+    old, old_version = rows(dd), dd.table("premium_usage").version()
     assert run_writer(crashed, point) == -9  # really killed
-    with dd.lock("recover"):  # the next writer finishes or undoes the interrupted commit
-        pass
-    assert rows(dd) == (expected if committed else old)
+    assert rows(dd) == (expected if committed else old)  # no recovery step: the log is the truth
+    assert dd.table("premium_usage").version() == old_version + committed
     assert (dd.read_state()["datasets"].get("premium_usage", {}).get("1") is not None) == committed
-    assert list((crashed / ".tmp").iterdir()) == []
+    with dd.lock("next run"):  # the next writer clears the dead one's scratch
+        assert list((crashed / ".tmp").iterdir()) == []
     assert run_writer(crashed, None) == 0  # the normal re-run
     assert rows(dd) == expected
-    assert snapshot_bytes(crashed).keys() == snapshot_bytes(reference).keys()
+    assert dd.read_state() == DataDir(reference).read_state() | {"last_run": dd.read_state()["last_run"]}
 
 
 def test_second_writer_is_refused_or_waits(tmp_path):
@@ -198,18 +197,35 @@ def test_two_writes_with_different_columns_in_one_transaction(tmp_path):
     assert got == [("A", "Revit", 5), ("B", "Maya", None)]  # c.csv's row is a.csv's row: a NULL column hashes alike
 
 
-def test_large_write_stages_few_row_groups(tmp_path):
+def test_large_write_keeps_every_row_and_writes_few_files(tmp_path):
     dd = DataDir(tmp_path)
     n = 200_000
     dates = pa.array([date(2026, 1 + i % 3, 1 + i % 28) for i in range(n)])
     t = pa.table({"usage_date": dates, "product_name": pa.array(["Revit"] * n), "user_id": pa.array([str(i) for i in range(n)])})
-    with dd.lock("test"), dd.transaction() as tx:
-        tx.write("premium_usage", t.to_batches(max_chunksize=5_000), source="big")
-        staged = list((tx.dir / "in").glob("*.parquet"))
-        import pyarrow.parquet as pq
-        # a few row groups a month (what is buffered across months is bounded), not one per 5,000-row batch
-        assert max(pq.ParquetFile(f).num_row_groups for f in staged) <= 4
+    write(dd, "premium_usage", t.to_batches(max_chunksize=5_000), source="big")
     assert dd.read("premium_usage").num_rows == n
+    assert len(dd.data_files("premium_usage")) <= 6  # a file or two a month, not one per 5,000-row batch
+
+
+def test_history_and_restore(tmp_path):
+    dd = DataDir(tmp_path)
+    write(dd, "premium_usage", usage(BASE), source="good.csv")
+    with dd.lock("test"), dd.transaction() as tx:
+        tx.write("premium_usage", usage([("2026-01-30", "Revit", "1", 99.0)]), source="bad.csv",
+                 replace=Replace(match={"context_id": "1"}, date_from=date(2026, 1, 1), date_to=date(2026, 1, 31)))
+        tx.set_state("premium_usage", "1", {"extracted_to": "2026-01-31"})
+    history = dd.history("premium_usage")
+    assert [(h["rows_added"], h["rows_removed"], h["sources"]) for h in history[:2]] == [
+        (1, 2, ["bad.csv"]), (3, 0, ["good.csv"])]
+    assert history[0]["command"] == "test"
+    with dd.lock("restore"):
+        dd.restore("premium_usage", history[1]["version"])
+    assert rows(dd) == sorted(BASE)
+    assert "1" not in dd.read_state()["datasets"].get("premium_usage", {})  # the state of that version, too
+    assert dd.history("premium_usage")[0]["operation"] == "RESTORE"
+    with pytest.raises(UsageError, match="no version 99"):
+        with dd.lock("restore"):
+            dd.restore("premium_usage", 99)
 
 
 def test_build_is_refused_while_another_run_holds_the_data_dir(tmp_path):

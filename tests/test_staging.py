@@ -1,6 +1,6 @@
-"""Staging a write (extractor/staging.py): the row hash keeps its value, duplicates within a
-write are dropped on the way, a new month's staged file becomes the partition file, and the
-merge of other months gives the same rows as the window over every row did."""
+"""Staging a write (extractor/staging.py) and committing it: the row hash keeps its value,
+duplicates within a transaction are dropped on the way (the first write's row kept), and a
+re-import adds only the rows the table does not hold yet (the row already there stays)."""
 
 from __future__ import annotations
 
@@ -43,9 +43,8 @@ def keyed(table: pa.Table) -> list[tuple]:
 
 
 def reference(dd: DataDir, dataset: str, tables: list[tuple[pa.Table, str]]) -> list[tuple]:
-    """What the merge did before staging.py: every row through
-    ``QUALIFY row_number() OVER (PARTITION BY _row_hash ORDER BY _extracted_at DESC, _source) = 1``
-    with the hash computed by DuckDB over Parquet; returns (hash, listed columns) tuples."""
+    """Every row through ``QUALIFY row_number() OVER (PARTITION BY _row_hash ORDER BY <write>) = 1``
+    with the hash computed by DuckDB over Parquet (the first write's row wins); returns (hash, source)."""
     spec = DATASETS[dataset]
     con = duckdb.connect()
     con.execute("SET TimeZone='UTC'")
@@ -53,11 +52,11 @@ def reference(dd: DataDir, dataset: str, tables: list[tuple[pa.Table, str]]) -> 
     for i, (table, source) in enumerate(tables):
         path = dd.root / f"reference-{i}.parquet"
         pq.write_table(table, path)
-        parts.append(f"SELECT *, {hash_expr(spec, set(table.column_names))} AS _row_hash, '{source}' AS _source "
+        parts.append(f"SELECT *, {hash_expr(spec, set(table.column_names))} AS _row_hash, '{source}' AS _source, {i} AS _write "
                      f"FROM read_parquet('{path}')")
     rows = con.execute(
         f"SELECT _row_hash, _source FROM ({' UNION ALL BY NAME '.join(parts)}) "
-        "QUALIFY row_number() OVER (PARTITION BY _row_hash ORDER BY _source) = 1"
+        "QUALIFY row_number() OVER (PARTITION BY _row_hash ORDER BY _write) = 1"
     ).fetchall()
     return sorted(rows)
 
@@ -144,11 +143,11 @@ def test_duplicates_across_two_files_in_one_import_keep_the_first_source(tmp_pat
         tx.write("premium_usage_files", b, source="b.csv")
         tx.write("premium_usage_files", a, source="a.csv")
     assert dd.read("premium_usage_files").num_rows == 1_000
-    # equal rows extracted at the same moment: the smaller _source wins, as in the window
+    # equal rows in one transaction: the first write's row is kept
     assert hashes_and_sources(dd) == reference(dd, "premium_usage_files", [(b, "b.csv"), (a, "a.csv")])
 
 
-def test_a_reimport_adds_no_rows_and_the_newest_wins(tmp_path):
+def test_a_reimport_adds_only_new_rows_and_the_rows_already_there_stay(tmp_path):
     dd = DataDir(tmp_path)
     rows = usage_rows(2_000)
     write(dd, rows, "first.csv")
@@ -160,19 +159,8 @@ def test_a_reimport_adds_no_rows_and_the_newest_wins(tmp_path):
     sources = {}
     for r in after.to_pylist():
         sources[r["_source"]] = sources.get(r["_source"], 0) + 1
-    assert sources == {"first.csv": 500, "second.csv": 1_510}  # re-imported rows are the newer ones now
-
-
-def test_the_fast_path_gives_the_rows_of_the_merge(tmp_path):
-    rows = usage_rows(3_000)
-    data = pa.concat_tables([rows, rows.slice(0, 700)]).append_column("note", pa.array(["x"] * 3_700))
-    fast = DataDir(tmp_path / "fast")
-    write(fast, data, "usage.csv")
-    merged = DataDir(tmp_path / "merged")  # per-row _source: every month goes through the DuckDB merge
-    write(merged, data.append_column("_source", pa.array(["usage.csv"] * 3_700)), "usage.csv")
-    assert keyed(fast.read("premium_usage_files")) == keyed(merged.read("premium_usage_files"))
-    for a, b in zip(fast.data_files("premium_usage_files"), merged.data_files("premium_usage_files")):
-        assert pq.read_schema(a).equals(pq.read_schema(b))
+    assert sources == {"first.csv": 2_000, "second.csv": 10}  # an append of the 10 new rows, nothing rewritten
+    assert dd.history("premium_usage_files")[0]["rows_added"] == 10
 
 
 def test_an_empty_write_of_a_dataset_without_months_still_replaces_it(tmp_path):
@@ -182,7 +170,8 @@ def test_an_empty_write_of_a_dataset_without_months_still_replaces_it(tmp_path):
     write(dd, pa.table({"email": pa.array([], pa.string())}), "m2.csv", dataset="user_metadata",
           replace=Replace(everything=True))
     assert dd.read("user_metadata").num_rows == 0
-    assert len(dd.data_files("user_metadata")) == 1
+    assert dd.data_files("user_metadata") == []
+    assert dd.history("user_metadata")[0]["rows_removed"] == 1
 
 
 def test_first_of_equal_rows_across_spool_batches(tmp_path):
@@ -230,11 +219,9 @@ def test_a_csv_of_many_blocks_and_batches_imports_every_row_once(tmp_path, monke
     assert not list((tmp_path / "data" / ".tmp").iterdir())
 
 
-def test_interleaved_months_make_one_file_per_month_of_full_row_groups(tmp_path, monkeypatch):
-    # Months come interleaved row by row, a few rows of each month per flush. Before the
-    # spool, every flush became a row group of its own (and an open Parquet writer keeps the
-    # metadata of each: memory grew with the input); now a month is written at the end, in
-    # row groups of STAGING_ROW_GROUP rows.
+def test_interleaved_months_make_one_file_per_month(tmp_path, monkeypatch):
+    # Months come interleaved row by row, a few rows of each month per flush: each month is
+    # spooled apart, and the commit writes one file a month.
     monkeypatch.setattr(staging, "STAGING_ROW_GROUP", 1_000)
     monkeypatch.setattr(staging, "STAGING_BUFFER_ROWS", 120)
     dd = DataDir(tmp_path)
@@ -242,11 +229,7 @@ def test_interleaved_months_make_one_file_per_month_of_full_row_groups(tmp_path,
     write(dd, rows.to_batches(max_chunksize=97), "usage.csv")
     files = dd.data_files("premium_usage_files")
     assert len(files) == 4
-    for path in files:
-        groups = [pq.ParquetFile(path).metadata.row_group(i).num_rows
-                  for i in range(pq.ParquetFile(path).metadata.num_row_groups)]
-        assert groups[:-1] == [1_000] * (len(groups) - 1) and 0 < groups[-1] <= 1_000
-        assert sum(groups) in (3_086, 3_087)
+    assert sorted(pq.ParquetFile(f).metadata.num_rows for f in files) == [3_086, 3_086, 3_086, 3_087]
     assert keyed(dd.read("premium_usage_files").select(rows.column_names)) == keyed(rows)
     assert not list((tmp_path / ".tmp").iterdir())
 

@@ -1,13 +1,27 @@
-{#- on-run-start: make source('raw', <dataset>) readable.
-    DuckDB reads the Parquet folders through each source's meta.external_location, so
-    nothing is needed. Spark registers each raw/<dataset>/ folder as an external Parquet
-    table raw.<dataset> (recursiveFileLookup: the month=YYYY-MM folders are not partitions;
-    mergeSchema: files written at different times may hold extra columns). -#}
+{#- on-run-start: make source('raw', <dataset>) readable. Each raw dataset is a Delta table
+    under <data-dir>/raw/<dataset> (docs/design.md).
+    DuckDB: dbt-duckdb's delta plugin copies each table's current version (an Arrow dataset)
+    into table raw.<dataset> when the source is resolved (meta save_mode 'ignore': only
+    when the table is missing). The copies of the previous build are dropped here and every
+    raw source resolved once, in the main thread, before any model: each model then reads the
+    same version, and the copies stay readable after the run (staging views read them).
+    Spark (local, without the Delta jars): each table's current files, as listed by the
+    extractor under the build's lock in raw/<dataset>/_current_files (one path a line,
+    relative to the table), are read as Parquet; an empty table becomes an empty table of the
+    source's typed columns. On Databricks, declare the sources USING DELTA LOCATION instead
+    (see docs/design.md). -#}
 {% macro register_raw_sources() -%}
     {{ return(adapter.dispatch('register_raw_sources', 'aps_usage')()) }}
 {%- endmacro %}
 
 {% macro default__register_raw_sources() -%}
+    {%- if execute -%}
+        {%- do run_query('create schema if not exists raw') -%}
+        {%- for source_node in graph.sources.values() if source_node.source_name == 'raw' -%}
+            {%- do run_query('drop table if exists raw.' ~ source_node.name) -%}
+            {%- do source('raw', source_node.name) -%}
+        {%- endfor -%}
+    {%- endif -%}
     select 1
 {%- endmacro %}
 
@@ -17,17 +31,38 @@
         {%- do run_query('create database if not exists raw') -%}
         {%- for source_node in graph.sources.values() if source_node.source_name == 'raw' -%}
             {%- set table = 'raw.' ~ source_node.name -%}
+            {%- set folder = data_dir ~ '/raw/' ~ source_node.name -%}
+            {%- set listed = run_query("select value from text.`" ~ folder ~ "/_current_files`") -%}
+            {%- set files = listed.columns[0].values() | list -%}
             {%- do run_query('drop table if exists ' ~ table) -%}
-            {%- do run_query(
-                "create table " ~ table ~ " using parquet options ("
-                ~ "path '" ~ data_dir ~ "/raw/" ~ source_node.name ~ "', "
-                ~ "recursiveFileLookup 'true', mergeSchema 'true')"
-            ) -%}
+            {%- if files -%}
+                {#- a Hadoop glob of exactly these files: {a,b,...} -#}
+                {%- do run_query(
+                    "create table " ~ table ~ " using parquet options ("
+                    ~ "path '" ~ folder ~ "/{" ~ files | join(',') ~ "}', "
+                    ~ "mergeSchema 'true', basePath '" ~ folder ~ "')"
+                ) -%}
+            {%- else -%}
+                {%- set columns = [] -%}
+                {%- for column in source_node.columns.values() -%}
+                    {%- do columns.append('`' ~ column.name ~ '` ' ~ column.data_type) -%}
+                {%- endfor -%}
+                {%- do run_query("create table " ~ table ~ " (" ~ columns | join(', ') ~ ") using parquet") -%}
+            {%- endif -%}
         {%- endfor -%}
     {%- endif -%}
     select 1
 {%- endmacro %}
 
+{#- Databricks reads the Delta tables themselves (object storage the workspace can reach). -#}
 {% macro databricks__register_raw_sources() -%}
-    {{ return(spark__register_raw_sources()) }}
+    {%- if execute -%}
+        {%- set data_dir = env_var('APS_USAGE_DATA_DIR') -%}
+        {%- do run_query('create schema if not exists raw') -%}
+        {%- for source_node in graph.sources.values() if source_node.source_name == 'raw' -%}
+            {%- do run_query("create table if not exists raw." ~ source_node.name
+                             ~ " using delta location '" ~ data_dir ~ "/raw/" ~ source_node.name ~ "'") -%}
+        {%- endfor -%}
+    {%- endif -%}
+    select 1
 {%- endmacro %}

@@ -1,6 +1,6 @@
 """Command modules, one per area. Each exposes ``COMMANDS``: a list of click commands."""
 
-from . import auth, build, demo, extract, importing, publish, sandbox, status
+from . import auth, build, demo, extract, history, importing, publish, sandbox, status
 
 ALL_COMMANDS = [
     *sandbox.COMMANDS,
@@ -8,6 +8,7 @@ ALL_COMMANDS = [
     *extract.COMMANDS,
     *importing.COMMANDS,
     *status.COMMANDS,
+    *history.COMMANDS,
     *build.COMMANDS,
     *publish.COMMANDS,
     *demo.COMMANDS,

@@ -1,8 +1,6 @@
-"""Raw datasets for the dbt tests, written in the extractor's layout.
-
-Raw data is written in the extractor's layout (docs/design.md, "The raw dataset"):
-``raw/<dataset>/schema.parquet`` (zero rows, every column typed) plus
-``raw/<dataset>/month=YYYY-MM/part.parquet`` or ``raw/<dataset>/part.parquet``.
+"""Raw datasets for the dbt tests, written in the extractor's layout (docs/design.md, "The
+raw dataset"): one Delta table per dataset under ``raw/<dataset>``, partitioned by
+``_month`` where the dataset has a date; rows are appended as given (no de-duplication).
 """
 
 from __future__ import annotations
@@ -13,8 +11,9 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+from deltalake import write_deltalake
 
+from extractor.dataset import MONTH_COLUMN, DataDir, table_schema
 from extractor.schemas import DATASETS
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
@@ -27,45 +26,37 @@ def row_hash(spec, row: dict) -> str:
     return hashlib.md5("\x1f".join(parts).encode()).hexdigest()
 
 
-def _full_schema(spec) -> pa.Schema:
-    return pa.schema(
-        [*spec.schema, ("_source", pa.string()), ("_extracted_at", pa.timestamp("us", tz="UTC")), ("_row_hash", pa.string())]
-    )
-
-
 def write_schema_files(raw_dir: Path) -> None:
-    """Every dataset folder gets its zero-row schema.parquet (as the extractor guarantees)."""
-    for name, spec in DATASETS.items():
-        folder = raw_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(_full_schema(spec).empty_table(), folder / "schema.parquet")
+    """Every dataset's (empty, typed) Delta table, as the extractor guarantees."""
+    DataDir(raw_dir.parent).ensure_tables()
 
 
 def write_raw(raw_dir: Path, dataset: str, rows: list[dict], *, source: str = "test", extracted_at=EXTRACTED_AT, part: str = "part") -> None:
-    """Write rows (dicts with canonical column names) into raw/<dataset>/ in the extractor layout."""
+    """Write rows (dicts with canonical column names) into the dataset's Delta table: like a
+    file ``part`` per month (or per dataset without a date), the default part replacing the
+    months (or the dataset) it writes, another part adding to them."""
     spec = DATASETS[dataset]
-    schema = _full_schema(spec)
-    folder = raw_dir / dataset
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "schema.parquet").exists():
-        pq.write_table(schema.empty_table(), folder / "schema.parquet")
+    dd = DataDir(raw_dir.parent)
+    dd.ensure_tables()
     full = []
     for row in rows:
         unknown = set(row) - set(spec.columns)
         assert not unknown, f"{dataset}: unknown columns {unknown}"
         record = {name: row.get(name) for name in spec.columns}
         record.update(_source=source, _extracted_at=extracted_at, _row_hash=row_hash(spec, row))
+        if spec.date_column:
+            record[MONTH_COLUMN] = record[spec.date_column].strftime("%Y-%m")
         full.append(record)
-    if spec.date_column is None:
-        groups = {None: full}
+    schema = table_schema(spec, {f.name for f in pa.schema(dd.table(dataset).schema().to_arrow())}
+                          - set(table_schema(spec).names))
+    table = pa.Table.from_pylist(full, schema=schema)
+    if part != "part":
+        write_deltalake(dd.table_uri(dataset), table, mode="append")
+    elif spec.date_column:
+        months = ", ".join(sorted({f"'{r[MONTH_COLUMN]}'" for r in full})) or "''"
+        write_deltalake(dd.table_uri(dataset), table, mode="overwrite", predicate=f"{MONTH_COLUMN} IN ({months})")
     else:
-        groups: dict = {}
-        for record in full:
-            groups.setdefault(record[spec.date_column].strftime("%Y-%m"), []).append(record)
-    for month, records in groups.items():
-        target = folder if month is None else folder / f"month={month}"
-        target.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(records, schema=schema), target / f"{part}.parquet")
+        write_deltalake(dd.table_uri(dataset), table, mode="overwrite")
 
 
 def d(text: str) -> dt.date:

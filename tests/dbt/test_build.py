@@ -310,14 +310,14 @@ def test_bad_var_and_bad_target_are_input_errors(tmp_path):
     assert result.exit_code == 2
 
 
-def test_sql_error_is_one_line_naming_the_model(tmp_path):
+def test_unreadable_raw_file_is_a_one_line_error(tmp_path):
     write_tiny_dataset(tmp_path / "raw")
-    # a corrupt Parquet file in a dataset: the staging view that reads it fails
-    (tmp_path / "raw" / "premium_teams" / "part.parquet").write_bytes(b"not parquet")
+    # a corrupt Parquet file in a dataset: reading the raw tables (before any model) fails
+    next((tmp_path / "raw" / "premium_teams").rglob("*.parquet")).write_bytes(b"not parquet")
     with pytest.raises(BuildError) as err:
         run_build(Settings(data_dir=tmp_path, quiet=True), select=["stg_premium__teams"])
     message = str(err.value)
-    assert "stg_premium__teams" in message and "\n" not in message
+    assert "on-run-start" in message and "parquet" in message and "\n" not in message
 
 
 def test_build_artifacts_are_written_after_the_run(tiny_build):

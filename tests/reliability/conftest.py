@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from extractor.cli import cli
 from extractor.dataset import DataDir
+from extractor.schemas import DATASETS
 
 FAST_ENV = {
     "APS_HTTP_BACKOFF_BASE": "0.01",
@@ -160,19 +161,36 @@ def content(data_dir: Path, dataset: str) -> list[tuple]:
 
 
 def fingerprint(data_dir: Path) -> dict[str, str]:
-    """Every file under raw/ and state/ (the lock file aside) by content."""
+    """What a reader sees: each table's version and the files it names, and every file under
+    state/ (the lock file aside) by content. Data files no commit names (left by a failed or
+    killed writer until vacuum) are invisible and not part of it."""
     out = {}
-    for p in sorted(Path(data_dir).rglob("*")):
-        rel = p.relative_to(data_dir)
-        if p.is_file() and rel.parts[0] in ("raw", "state") and p.name != "lock":
-            out[str(rel)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    dd = DataDir(data_dir)
+    for name in DATASETS:
+        dt = dd.table(name)
+        if dt is not None:
+            out[f"raw/{name}"] = f"version {dt.version()}: {sorted(dt.file_uris())}"
+    for p in sorted((Path(data_dir) / "state").rglob("*")):
+        if p.is_file() and p.name != "lock":
+            out[str(p.relative_to(data_dir))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 
 def stray_files(data_dir: Path) -> list[str]:
-    """Files under raw/ that readers could pick up but are not schema.parquet / part.parquet."""
-    return sorted(str(p.relative_to(data_dir)) for p in (Path(data_dir) / "raw").rglob("*")
-                  if p.is_file() and p.name not in ("schema.parquet", "part.parquet"))
+    """Files a reader of the current versions would fail on: named by a commit but missing
+    or not readable Parquet."""
+    import pyarrow.parquet as pq
+
+    bad = []
+    dd = DataDir(data_dir)
+    for name in DATASETS:
+        dt = dd.table(name)
+        for uri in dt.file_uris() if dt is not None else []:
+            try:
+                pq.read_metadata(uri.removeprefix("file://"))
+            except Exception:
+                bad.append(uri)
+    return bad
 
 
 def leftover_transactions(data_dir: Path) -> list[str]:

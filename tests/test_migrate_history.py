@@ -1,0 +1,86 @@
+"""Converting a data dir written by the writer before Delta (tests/fixtures/old_layout, made
+by that writer), and the history / restore / vacuum commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from click.testing import CliRunner
+
+from extractor.cli import cli
+from extractor.dataset import DataDir
+from extractor.schemas import DATASETS
+
+OLD = Path(__file__).parent / "fixtures" / "old_layout"
+
+
+def old_rows(name: str) -> list[tuple]:
+    """The rows as the old files hold them (read with pyarrow, not with our code)."""
+    files = sorted((OLD / "raw" / name).rglob("part.parquet"))
+    if not files:
+        return []
+    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+    return sorted(tuple(sorted((k, repr(v)) for k, v in row.items())) for row in table.to_pylist())
+
+
+def invoke(data_dir: Path, *args: str):
+    return CliRunner().invoke(cli, ["--data-dir", str(data_dir), "-q", *args], catch_exceptions=False)
+
+
+def test_migrate_converts_every_row_and_the_state(tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(OLD, data_dir)
+    state = json.loads((OLD / "state" / "state.json").read_text())
+    result = invoke(data_dir, "migrate")
+    assert result.exit_code == 0, result.output
+    assert "premium_usage (4 rows)" in result.output
+    dd = DataDir(data_dir)
+    for name in DATASETS:
+        want = old_rows(name)
+        got = dd.read(name)
+        assert got.num_rows == len(want), name
+        if want:  # every column of every row, extra columns included, row hashes unchanged
+            old_names = set(pq.read_schema(next((OLD / "raw" / name).rglob("part.parquet"))).names)
+            assert sorted(tuple(sorted((k, repr(v)) for k, v in r.items() if k in old_names))
+                          for r in got.to_pylist()) == want, name
+    assert dd.read_state()["datasets"] == state["datasets"]
+    assert dd.read_state()["last_run"] == state["last_run"]
+    assert not list((data_dir / "raw").rglob("part.parquet")) and not list((data_dir / "raw").rglob("schema.parquet"))
+    assert not (data_dir / "state" / "state.json").exists()
+    assert "nothing to convert" in invoke(data_dir, "migrate").output  # done once
+    assert sorted(dd.read("user_metadata").column("badge_color").to_pylist()) == ["blue", "red"]  # an extra column
+
+
+def test_any_writing_command_converts_on_first_use(tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(OLD, data_dir)
+    csv = tmp_path / "meta.csv"
+    csv.write_text("email,department\nz@x.com,Ops\n")
+    assert invoke(data_dir, "import", "--kind", "metadata", str(csv)).exit_code == 0
+    dd = DataDir(data_dir)
+    assert dd.read("premium_usage").num_rows == 4
+    assert dd.read("user_metadata").column("email").to_pylist() == ["z@x.com"]
+
+
+def test_history_and_restore_commands(tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(OLD, data_dir)
+    invoke(data_dir, "migrate")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("email,department\nwrong@x.com,Nope\n")
+    assert invoke(data_dir, "import", "--kind", "metadata", str(bad)).exit_code == 0
+    out = json.loads(invoke(data_dir, "history", "user_metadata", "--json").output)["user_metadata"]
+    assert out[0]["sources"] == ["bad.csv"] and out[0]["rows_added"] == 1 and out[0]["rows_removed"] == 2
+    assert out[0]["command"] == "import"
+    assert out[1]["command"] == "migrate"
+    text = invoke(data_dir, "history", "user_metadata").output
+    assert "bad.csv" in text and "+1" in text and "-2" in text
+    result = invoke(data_dir, "restore", "user_metadata", "--version", str(out[1]["version"]))
+    assert result.exit_code == 0, result.output
+    assert sorted(DataDir(data_dir).read("user_metadata").column("email").to_pylist()) == ["a@x.com", "b@x.com"]
+    assert invoke(data_dir, "vacuum", "--retention-hours", "0").exit_code == 0
+    assert sorted(DataDir(data_dir).read("user_metadata").column("email").to_pylist()) == ["a@x.com", "b@x.com"]
