@@ -1,6 +1,6 @@
 """Command modules, one per area. Each exposes ``COMMANDS``: a list of click commands."""
 
-from . import auth, build, demo, extract, importing, publish, sandbox, status
+from . import auth, build, demo, extract, importing, publish, run, sandbox, status
 
 ALL_COMMANDS = [
     *sandbox.COMMANDS,
@@ -10,5 +10,6 @@ ALL_COMMANDS = [
     *status.COMMANDS,
     *build.COMMANDS,
     *publish.COMMANDS,
+    *run.COMMANDS,
     *demo.COMMANDS,
 ]

@@ -250,3 +250,55 @@ def validate_twb(twb: bytes) -> list[str]:
     if schema.validate(document):
         return []
     return [f"line {e.line}: {e.message}" for e in schema.error_log]
+
+
+def tableau_type_of(arrow_type) -> str:
+    """The Tableau datatype of a column of the .hyper (as pantab reads it back)."""
+    import pyarrow as pa
+
+    for test, name in ((pa.types.is_boolean, "boolean"), (pa.types.is_integer, "integer"),
+                       (pa.types.is_floating, "real"), (pa.types.is_decimal, "real"), (pa.types.is_date, "date"),
+                       (pa.types.is_timestamp, "datetime"), (pa.types.is_string, "string"),
+                       (pa.types.is_large_string, "string")):
+        if test(arrow_type):
+            return name
+    return f"unsupported {arrow_type}"
+
+
+def hyper_columns(hyper: Path) -> dict[str, dict[str, str]]:
+    import pantab
+
+    frames = pantab.frames_from_hyper(hyper, return_type="pyarrow")
+    out = {}
+    for name, table in frames.items():
+        parts = [str(p).strip('"') for p in (name if isinstance(name, tuple) else str(name).split("."))]
+        out[parts[-1]] = {f.name: tableau_type_of(f.type) for f in table.schema}
+    return out
+
+
+def check_sheet_fields(twb: bytes, hyper: Path) -> list[str]:
+    """Every column a data source declares or a sheet uses is in its .hyper table with the same type."""
+    root = etree.fromstring(twb)
+    columns = hyper_columns(hyper)
+    tables = {}
+    for ds in root.findall("datasources/datasource"):
+        connection = ds.find(".//connection[@class='hyper']")
+        tables[ds.get("name")] = connection.get("tablename")
+    problems = []
+    uses = [(ds.get("name"), ds) for ds in root.findall("datasources/datasource")]
+    uses += [(deps.get("datasource"), deps) for deps in root.iter("datasource-dependencies")]
+    for ds_name, holder in uses:
+        table = tables.get(ds_name)
+        if table not in columns:
+            problems.append(f"data source {ds_name}: table {table} not in {hyper.name}")
+            continue
+        for column in holder.findall("column"):
+            if column.find("calculation") is not None:
+                continue
+            name = column.get("name").strip("[]")
+            if name not in columns[table]:
+                problems.append(f"{table}: column {name} used by the workbook is not in {hyper.name}")
+            elif columns[table][name] != column.get("datatype"):
+                problems.append(f"{table}.{name}: workbook says {column.get('datatype')}, "
+                                f"{hyper.name} has {columns[table][name]}")
+    return problems
