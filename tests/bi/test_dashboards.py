@@ -284,3 +284,11 @@ def test_a_new_mart_and_column_reach_both_dashboards_without_code(tmp_path):
     if hyper_available():
         twb = bi_checks.read_twb(data_dir / "bi" / "aps-usage.twbx")
         assert b'tablename="seat_costs"' in twb and bi_checks.validate_twb(twb) == []
+
+
+def test_the_sharepoint_variant_in_the_docs_parses():
+    needs_pq_parser()
+    text = (Path(__file__).parents[2] / "docs" / "bi.md").read_text(encoding="utf-8")
+    [snippet] = re.findall(r"```m\n(.*?)```", text, re.S)
+    assert "SharePoint.Files" in snippet
+    assert bi_checks.parse_m({"MartFile (SharePoint)": snippet}) == {"MartFile (SharePoint)": None}
