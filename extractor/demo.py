@@ -156,9 +156,10 @@ def build_counts(build) -> dict[str, int]:
     """dbt nodes per kind (``model``, ``test``, ...), for a step's one line."""
     counts: dict[str, int] = {}
     for node in build.nodes:
-        kind = node.resource_type.split(".")[-1].lower()
-        counts[f"{kind}s"] = counts.get(f"{kind}s", 0) + 1
-    return counts
+        kind = node.resource_type.split(".")[-1].lower().replace("_", " ")
+        if kind != "operation":  # the project's on-run-end hook, not a node of the graph
+            counts[kind] = counts.get(kind, 0) + 1
+    return {f"{kind}s" if n != 1 else kind: n for kind, n in counts.items()}
 
 
 def source_rows(data_dir: Path) -> dict[str, int]:

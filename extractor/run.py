@@ -84,24 +84,20 @@ def _extract(steps: Steps, settings: Settings, sources: list[str], auth) -> None
     from .premium import extract_premium
     from .tokenflex import extract_tokenflex
 
-    if "premium" in sources:
-        with steps.step("Extract Premium Reporting") as step:
+    extractors = {  # source -> (step name, extract function, what it covered)
+        "premium": ("Extract Premium Reporting", extract_premium, lambda r: {"teams": len(r.teams)}),
+        "tokenflex": ("Extract Token Flex", extract_tokenflex, lambda r: {"contracts": len(r.contracts)}),
+    }
+    for source in sources:
+        name, extract, covered = extractors[source]
+        with steps.step(name) as step:
             try:
-                result = extract_premium(settings, auth)
+                result = extract(settings, auth)
             except AuthError as err:
                 if not _not_visible(err):
                     raise
                 raise Skip(f"not visible to these credentials ({redact(str(err))[:160]})") from None
-            step.counts = {"teams": len(result.teams), "rows": sum(result.rows.values())}
-    if "tokenflex" in sources:
-        with steps.step("Extract Token Flex") as step:
-            try:
-                result = extract_tokenflex(settings, auth)
-            except AuthError as err:
-                if not _not_visible(err):
-                    raise
-                raise Skip(f"not visible to these credentials ({redact(str(err))[:160]})") from None
-            step.counts = {"contracts": len(result.contracts), "rows": sum(result.rows.values())}
+            step.counts = {**covered(result), "rows": sum(result.rows.values())}
 
 
 def _drop_files(drop_dir: Path) -> list[Path]:

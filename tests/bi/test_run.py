@@ -4,6 +4,7 @@ build, publish; one line per step; the JSON run summary; a failing step's exit c
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,13 @@ def test_run_refreshes_everything_and_writes_the_summary(sandbox, run_env, tmp_p
     for line, name in zip(step_lines, steps):
         assert f"{name}: ok" in line and line.rstrip().endswith("s)")
     assert sb.CLIENT_SECRET not in result.output and sb.PAT not in result.output
+
+    # with -v, dbt's line per node is back, and its counter never runs past its total
+    verbose = CliRunner().invoke(cli, ["-v", "--data-dir", str(data_dir), "build"], obj=None)
+    assert verbose.exit_code == 0, verbose.output
+    counters = [tuple(map(int, m)) for m in re.findall(r"\[\s*(\d+)/(\d+)\]", verbose.output)]
+    assert len(counters) == sum(steps["Build (dbt)"]["counts"].values())  # every node, unit tests included
+    assert all(done <= total for done, total in counters) and counters[-1][0] == counters[-1][1]
 
 
 def _forbid_tokenflex(app):
