@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .charts import CHARTS
@@ -247,17 +248,22 @@ def build_model(marts_dir: Path, marts: list[str], manifest_path: Path) -> BIMod
     by_name = {t.name: t for t in tables}
     relationships: list[Relationship] = []
     for key, dim_name in DIMENSION_KEYS.items():
-        users = [t for t in tables if t.column(key) and t.name != dim_name]
-        if not users:
+        if dim_name in by_name and not _unique(marts_dir, dim_name, key):
+            # Power BI refuses a many-to-one relationship onto repeated values: use a generated list
+            log.warning("%s.%s is not unique: the Power BI model relates %s through a generated list",
+                        dim_name, key, key)
+            dim_name = key.replace("_", " ").capitalize()
+        holders = [t for t in tables if t.column(key) and t.name != dim_name]
+        if not holders:
             continue
         if dim_name not in by_name:  # a generated list of the key's values
-            source = users[0].column(key)
+            source = holders[0].column(key)
             dim = Table(dim_name, [Column(key, source.kind, source.description)],
                         f"Every {key.replace('_', ' ')} seen in any table (generated: one row per value).",
                         generated_from=key)
             tables.append(dim)
             by_name[dim_name] = dim
-        for table in users:
+        for table in holders:
             if not table.name.startswith("dim_"):  # dimensions never relate to each other: no ambiguous paths
                 relationships.append(Relationship(table.name, key, dim_name, key))
     date_users = [(t, next(k for k in DATE_KEYS if t.column(k))) for t in tables
@@ -269,10 +275,15 @@ def build_model(marts_dir: Path, marts: list[str], manifest_path: Path) -> BIMod
     return BIModel(tables=tables, relationships=relationships, pages=_pages(by_name, relationships))
 
 
+def _unique(marts_dir: Path, table: str, column: str) -> bool:
+    values = pq.read_table(marts_dir / f"{table}.parquet", columns=[column]).column(column)
+    return values.null_count == 0 and pc.count_distinct(values).as_py() == len(values)
+
+
 def _slicers(table: Table, relationships: list[Relationship]) -> list[Visual]:
-    related = {(r.from_column, r.to_table) for r in relationships if r.from_table == table.name}
-    return [Visual("slicer", DIMENSION_KEYS[key], (key,), title=key.replace("_", " "))
-            for key in SLICER_KEYS if (key, DIMENSION_KEYS[key]) in related]
+    dimension_of = {r.from_column: r.to_table for r in relationships if r.from_table == table.name}
+    return [Visual("slicer", dimension_of[key], (key,), title=key.replace("_", " "))
+            for key in SLICER_KEYS if key in dimension_of]
 
 
 def _page_visuals(table: Table, relationships: list[Relationship]) -> list[Visual]:
@@ -294,8 +305,9 @@ def _pages(tables: dict[str, Table], relationships: list[Relationship]) -> list[
     if seats and seats.column("offering_name") and seats.measures:
         overview.visuals.append(Visual("bar", seats.name, ("offering_name",), tuple(m.name for m in seats.measures[:3]),
                                        "Seats by offering"))
-    if "Team" in tables or any(r.to_table == "Team" for r in relationships):
-        overview.visuals.append(Visual("slicer", "Team", ("team_name",), title="team name"))
+    team = next((r.to_table for r in relationships if r.from_column == "team_name"), None)
+    if team:
+        overview.visuals.append(Visual("slicer", team, ("team_name",), title="team name"))
     pages = [overview]
     covered = set()
     for spec in CHARTS:

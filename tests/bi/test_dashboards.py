@@ -292,3 +292,18 @@ def test_the_sharepoint_variant_in_the_docs_parses():
     [snippet] = re.findall(r"```m\n(.*?)```", text, re.S)
     assert "SharePoint.Files" in snippet
     assert bi_checks.parse_m({"MartFile (SharePoint)": snippet}) == {"MartFile (SharePoint)": None}
+
+
+def test_a_dimension_with_repeated_keys_is_replaced_by_a_generated_list(tmp_path):
+    """Power BI refuses a many-to-one relationship onto repeated values: relate through a distinct list."""
+    data_dir = tmp_path / "data"
+    marts = dict(FAKE_MARTS)
+    marts["dim_products"] = "SELECT * FROM (VALUES ('AutoCAD', 1), ('AutoCAD', 2), ('Revit', 3)) t(product_name, n)"
+    marts["dim_users"] = "SELECT 'u' || i AS user_key, 'User ' || i AS full_name FROM generate_series(1, 12) t(i)"
+    make_fake_warehouse(data_dir / "warehouse.duckdb", marts)
+    publish(data_dir, "--formats", "pbip")
+    relationships = bi_checks.read_tmdl_relationships(definition(project_of(data_dir)))
+    assert ("flex_candidates", "product_name", "Product name", "product_name") in relationships
+    assert ("flex_candidates", "user_key", "dim_users", "user_key") in relationships  # unique: used as is
+    assert not any(to_table == "dim_products" for _, _, to_table, _ in relationships)
+    assert bi_checks.check_visual_fields(project_of(data_dir)) == []
