@@ -109,6 +109,8 @@ def _column(table: Table, column: Column, calculated: bool) -> list[str]:
     lines.append(f"\t\tdataType: {DATA_TYPES[column.kind]}")
     if column.kind in FORMATS:
         lines.append(f"\t\tformatString: {FORMATS[column.kind]}")
+    if table.generated_from == "Date":
+        lines.append("\t\tisKey")  # with the table's dataCategory Time: marked as the date table
     if calculated:
         lines.append("\t\tisNameInferred")
         lines.append(f"\t\tsourceColumn: [{column.name}]")
