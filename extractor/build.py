@@ -182,6 +182,8 @@ def run_dbt(
         name = event.info.name
         if name == "ConcurrencyLine":
             state["total"] = event.data.node_count
+        elif name == "LogStartLine":  # a build adds its unit tests to the count after ConcurrencyLine
+            state["total"] = max(state["total"], event.data.total)
         elif name == "NodeFinished" and on_node is not None:
             info = event.data.node_info
             result = event.data.run_result
@@ -230,6 +232,11 @@ def _log_node(node: NodeResult, done: int, total: int) -> None:
         log.info("%s", line)
 
 
+def _log_failed_node(node: NodeResult, done: int, total: int) -> None:
+    if node.failed:
+        _log_node(node, done, total)
+
+
 def run_build(
     settings: Settings,
     target: str = "duckdb",
@@ -251,7 +258,8 @@ def run_build(
     if full_refresh:
         command.append("--full-refresh")
     if on_node is None:
-        on_node = (lambda *a: None) if settings.quiet else _log_node
+        # a line per node only with -v; otherwise failures only (the caller prints the summary)
+        on_node = _log_node if settings.verbose and not settings.quiet else _log_failed_node
 
     started = time.monotonic()
     log.info("dbt build (target %s) on %s ...", target, settings.data_dir)

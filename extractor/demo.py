@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import logging
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import duckdb
 
 from .config import Settings
 from .errors import InputError
-from .logs import progress, register_secret
+from .logs import Steps, register_secret
 from .publish import PublishResult, publish
 from .publish.findings import headline_findings as findings_of
 
@@ -76,25 +75,6 @@ def prepare_data_dir(data_dir: Path, options: dict[str, Any]) -> None:
                                   **options}, indent=2) + "\n", encoding="utf-8")
 
 
-class _Step:
-    """Times one step and shows it as a progress line."""
-
-    def __init__(self, result: DemoResult, name: str, quiet: bool):
-        self.result, self.name, self.quiet = result, name, quiet
-
-    def __enter__(self):
-        self._progress = progress(self.name, total=1, quiet=self.quiet)
-        self._task = self._progress.__enter__()
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.result.timings[self.name] = time.perf_counter() - self._start
-        if exc[0] is None:
-            self._task.advance()
-        return self._progress.__exit__(*exc)
-
-
 def run_demo(
     settings: Settings,
     users: int = DEFAULT_USERS,
@@ -115,51 +95,71 @@ def run_demo(
         raise InputError("--users and --days must be at least 1")
     prepare_data_dir(settings.data_dir, {"users": users, "days": days, "seed": seed})
     result = DemoResult(data_dir=settings.data_dir)
-    quiet = settings.quiet
+    steps = Steps(verbose=settings.verbose, quiet=settings.quiet)
 
-    with _Step(result, f"Generating sandbox data ({users} users, {days} days)", quiet):
-        try:
-            app = create_app(seed=seed, users=users, days=days, time_scale=SANDBOX_TIME_SCALE)
-        except ValueError as err:  # e.g. fewer users than the sandbox has personas
-            raise InputError(f"--users/--days: {err}") from err
-        data = app.state.data
-    server = start_in_thread(app)
     try:
-        result.base_url = server.base_url
-        api_settings = Settings(data_dir=settings.data_dir, base_url=server.base_url,
-                                verbose=settings.verbose, quiet=settings.quiet)
-        for secret in SANDBOX_CREDENTIALS[1:]:  # sandbox values, but secrets all the same
-            register_secret(secret)
-        auth = Auth(api_settings, Credentials(*SANDBOX_CREDENTIALS),
-                    FileTokenStore(api_settings.state_dir / "demo-token.json"))
+        with steps.step("Generating sandbox data") as step:
+            try:
+                app = create_app(seed=seed, users=users, days=days, time_scale=SANDBOX_TIME_SCALE)
+            except ValueError as err:  # e.g. fewer users than the sandbox has personas
+                raise InputError(f"--users/--days: {err}") from err
+            data = app.state.data
+            step.counts = {"users": users, "days": days}
+        server = start_in_thread(app)
         try:
-            with _Step(result, "Extracting Premium Reporting (insights/v1)", quiet):
-                premium = extract_premium(api_settings, auth, since=data.start_date, until=data.end_date)
-            with _Step(result, "Extracting Token Flex (tokenflex/v1)", quiet):
-                tokenflex = extract_tokenflex(api_settings, auth, since=data.start_date, until=data.end_date)
+            result.base_url = server.base_url
+            api_settings = Settings(data_dir=settings.data_dir, base_url=server.base_url,
+                                    verbose=settings.verbose, quiet=settings.quiet)
+            for secret in SANDBOX_CREDENTIALS[1:]:  # sandbox values, but secrets all the same
+                register_secret(secret)
+            auth = Auth(api_settings, Credentials(*SANDBOX_CREDENTIALS),
+                        FileTokenStore(api_settings.state_dir / "demo-token.json"))
+            try:
+                with steps.step("Extracting Premium Reporting (insights/v1)") as step:
+                    premium = extract_premium(api_settings, auth, since=data.start_date, until=data.end_date)
+                    step.counts = {"teams": len(premium.teams), "rows": sum(premium.rows.values())}
+                with steps.step("Extracting Token Flex (tokenflex/v1)") as step:
+                    tokenflex = extract_tokenflex(api_settings, auth, since=data.start_date, until=data.end_date)
+                    step.counts = {"contracts": len(tokenflex.contracts), "rows": sum(tokenflex.rows.values())}
+            finally:
+                auth.close()
         finally:
-            auth.close()
-        log.debug("rows received: premium %s, tokenflex %s", premium.rows, tokenflex.rows)
+            server.stop()
+
+        with steps.step("Writing the hand-download files and importing user metadata") as step:
+            downloads = settings.data_dir / "downloads"
+            result.downloads = sorted(Path(p) for p in write_files(data, downloads))
+            metadata = [p for p in result.downloads if p.name.startswith("user_metadata")]
+            if not metadata:
+                raise InputError(f"{downloads}: the sandbox wrote no user_metadata file")
+            report = import_paths(settings, metadata)
+            result.imported = {"files": [str(p) for p in metadata], "result": report}
+            step.counts = {"files written": len(result.downloads), "metadata rows": report.rows}
+
+        with steps.step("Building the marts with dbt (DuckDB)") as step:
+            build = run_build(settings, target="duckdb")
+            step.counts = build_counts(build)
+
+        with steps.step("Publishing the marts, the Power BI project, the Tableau workbook and the report") as step:
+            result.publish = publish(settings)
+            step.counts = {"marts": len(result.publish.marts),
+                           "files": sum(len(v) for v in result.publish.outputs.values())}
     finally:
-        server.stop()
-
-    with _Step(result, "Writing the hand-download files and importing user metadata", quiet):
-        downloads = settings.data_dir / "downloads"
-        result.downloads = sorted(Path(p) for p in write_files(data, downloads))
-        metadata = [p for p in result.downloads if p.name.startswith("user_metadata")]
-        if not metadata:
-            raise InputError(f"{downloads}: the sandbox wrote no user_metadata file")
-        result.imported = {"files": [str(p) for p in metadata], "result": import_paths(settings, metadata)}
-
-    with _Step(result, "Building the marts with dbt (DuckDB)", quiet):
-        run_build(settings, target="duckdb")
-
-    with _Step(result, "Publishing Parquet, CSV, Hyper, PBIDS and the HTML report", quiet):
-        result.publish = publish(settings)
+        result.timings = {s.name: s.seconds for s in steps.done}
 
     result.source_rows = source_rows(settings.data_dir)
     result.findings = headline_findings(settings.warehouse_path)
     return result
+
+
+def build_counts(build) -> dict[str, int]:
+    """dbt nodes per kind (``model``, ``test``, ...), for a step's one line."""
+    counts: dict[str, int] = {}
+    for node in build.nodes:
+        kind = node.resource_type.split(".")[-1].lower().replace("_", " ")
+        if kind != "operation":  # the project's on-run-end hook, not a node of the graph
+            counts[kind] = counts.get(kind, 0) + 1
+    return {f"{kind}s" if n != 1 else kind: n for kind, n in counts.items()}
 
 
 def source_rows(data_dir: Path) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """Command modules, one per area. Each exposes ``COMMANDS``: a list of click commands."""
 
-from . import auth, build, demo, extract, history, importing, publish, sandbox, status
+from . import auth, build, demo, extract, history, importing, publish, run, sandbox, status
 
 ALL_COMMANDS = [
     *sandbox.COMMANDS,
@@ -11,5 +11,6 @@ ALL_COMMANDS = [
     *history.COMMANDS,
     *build.COMMANDS,
     *publish.COMMANDS,
+    *run.COMMANDS,
     *demo.COMMANDS,
 ]

@@ -1,4 +1,4 @@
-"""``aps-usage publish``: the marts as Parquet/CSV, a Tableau .hyper, a Power BI .pbids and an HTML report."""
+"""``aps-usage publish``: the marts as Parquet/CSV, a Power BI project, a Tableau workbook and .hyper, a .pbids, an HTML report."""
 
 from __future__ import annotations
 
@@ -14,7 +14,12 @@ def describe_outputs(result: PublishResult) -> list[str]:
     if result.paths("parquet") or result.paths("csv"):
         kinds = " + ".join(k for k in ("parquet", "csv") if result.paths(k))
         lines.append(f"  marts ({kinds}, {len(result.marts)} marts): {result.marts_dir}")
-    labels = {"hyper": "Tableau extract", "pbids": "Power BI data source", "html": "HTML report"}
+    labels = {
+        "pbip": "Power BI project (open in Power BI Desktop: File > Open > this .pbip; refresh to load the marts)",
+        "twbx": "Tableau workbook (double-click or open in Tableau Desktop; the extract is inside)",
+        "hyper": "Tableau extract", "pbids": "Power BI data source (opens Get Data on the marts folder)",
+        "html": "HTML report (any browser, offline)",
+    }
     for fmt, label in labels.items():
         for path in result.paths(fmt):
             lines.append(f"  {label}: {path}")
@@ -39,6 +44,8 @@ def publish_command(settings: Settings | None, formats: str | None) -> None:
     \b
     Writes, under the data dir:
       marts/<mart>.parquet and .csv  (Excel-safe CSV: UTF-8 BOM, ISO dates, formula-safe)
+      bi/powerbi/aps-usage.pbip      (Power BI Desktop: a model and a page per use case)
+      bi/aps-usage.twbx              (Tableau: a dashboard per use case; needs the tableau extra)
       bi/aps-usage.hyper             (Tableau; needs pip install 'aps-usage[tableau]')
       bi/aps-usage.pbids             (double-click: Power BI opens the marts folder)
       bi/report.html                 (offline page, one chart per use case)

@@ -1,4 +1,5 @@
-"""BI outputs of the marts: Parquet/CSV per mart, a Tableau .hyper, a Power BI .pbids, an HTML report.
+"""BI outputs of the marts: Parquet/CSV per mart, a Power BI project (.pbip), a Tableau packaged
+workbook (.twbx) and extract (.hyper), a Power BI .pbids, an HTML report.
 
 ```python
 from extractor.config import Settings

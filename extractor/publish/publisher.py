@@ -5,6 +5,8 @@ Outputs (under the data dir):
   bi/aps-usage.hyper                        every mart as a Tableau table (extra ``tableau``)
   bi/aps-usage.pbids                        opens Power BI's Get Data on marts/
   bi/report.html                            the offline report page
+  bi/powerbi/aps-usage.pbip (+ folders)     a Power BI Project: model + a page per use case
+  bi/aps-usage.twbx                         a Tableau packaged workbook: the .hyper + a dashboard per use case
 Each file is written to a temporary sibling and renamed into place, so a failed run leaves
 the previous outputs whole.
 """
@@ -25,15 +27,20 @@ from .files import remove_stale_temp_files, write_text_atomic
 from .hyper import INSTALL_HINT, hyper_available, write_hyper
 from .parquet_csv import publish_mart_files
 from .pbids import write_pbids
+from .powerbi import write_pbip
 from .report import ReportResult, build_report
+from .semantic import build_model
+from .tableau import write_twbx
 from .warehouse import Mart, first_line, list_marts, open_warehouse
 
 log = logging.getLogger("aps_usage")
 
-FORMATS = ("parquet", "csv", "hyper", "pbids", "html")
+FORMATS = ("parquet", "csv", "hyper", "pbids", "html", "pbip", "twbx")
 HYPER_NAME = "aps-usage.hyper"
 PBIDS_NAME = "aps-usage.pbids"
 REPORT_NAME = "report.html"
+POWERBI_DIR = "powerbi"
+TWBX_NAME = "aps-usage.twbx"
 MANIFEST_NAME = "publish-manifest.json"
 
 
@@ -87,14 +94,18 @@ def publish(
     formats = set(formats or FORMATS)
     marts_dir = settings.data_dir / "marts"
     bi_dir = settings.data_dir / "bi"
-    if "hyper" in formats and not hyper_available():
+    skipped = {}
+    if formats & {"hyper", "twbx"} and not hyper_available():
         if explicit:
-            raise BuildError(f"the Tableau .hyper output needs pantab, which is not installed: {INSTALL_HINT}")
-        log.warning("skipping the Tableau .hyper file: pantab is not installed (%s)", INSTALL_HINT)
-        formats.discard("hyper")
-        skipped = {"hyper": f"pantab not installed ({INSTALL_HINT})"}
-    else:
-        skipped = {}
+            raise BuildError(f"the Tableau .hyper and .twbx outputs need pantab, which is not installed: {INSTALL_HINT}")
+        log.warning("skipping the Tableau .hyper and .twbx files: pantab is not installed (%s)", INSTALL_HINT)
+        for fmt in formats & {"hyper", "twbx"}:
+            skipped[fmt] = f"pantab not installed ({INSTALL_HINT})"
+        formats -= {"hyper", "twbx"}
+    if formats & {"pbip", "twbx"}:
+        formats.add("parquet")  # both dashboards are generated from the Parquet marts' schema
+    if "twbx" in formats:
+        formats.add("hyper")  # the packaged workbook carries the extract
 
     con = open_warehouse(settings.warehouse_path)
     try:
@@ -129,6 +140,17 @@ def publish(
                     raise BuildError(f"{dest}: cannot read the marts: {first_line(err)}") from err
                 result.outputs["hyper"] = [dest]
                 task.advance()
+
+        if formats & {"pbip", "twbx"}:
+            model = build_model(marts_dir, [m.name for m in marts], settings.data_dir / "dbt" / "target" / "manifest.json")
+            if "pbip" in formats:
+                with progress("Writing the Power BI project", total=1, quiet=settings.quiet) as task:
+                    result.outputs["pbip"] = [write_pbip(model, marts_dir.resolve(), bi_dir / POWERBI_DIR)]
+                    task.advance()
+            if "twbx" in formats:
+                with progress("Writing the Tableau workbook", total=1, quiet=settings.quiet) as task:
+                    result.outputs["twbx"] = [write_twbx(model, bi_dir / HYPER_NAME, bi_dir / TWBX_NAME)]
+                    task.advance()
 
         if "pbids" in formats:
             result.outputs["pbids"] = [write_pbids(marts_dir, bi_dir / PBIDS_NAME)]

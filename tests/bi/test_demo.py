@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+import bi_checks
 from bi_browser import dump_dom, report_status, screenshot
 from bi_fixtures import require_all
 from extractor.cli import cli
@@ -42,8 +43,17 @@ def test_demo_writes_every_output_and_says_where(demo_run):
         assert pq.read_table(data_dir / "marts" / f"{name}.parquet").num_rows == rows
         assert (data_dir / "marts" / f"{name}.csv").exists()
         assert name in out, f"summary does not list mart {name}"
-    for path in ("bi/report.html", "bi/aps-usage.pbids", "warehouse.duckdb", "marts"):
+    for path in ("bi/report.html", "bi/aps-usage.pbids", "warehouse.duckdb", "marts", "bi/powerbi/aps-usage.pbip"):
         assert str(data_dir / path) in out, f"summary does not say where {path} is"
+    assert "open in Power BI Desktop" in out
+    if hyper_available():
+        assert str(data_dir / "bi" / "aps-usage.twbx") in out and "open in Tableau Desktop" in out
+
+    # one line per step, with counts and seconds; no line per dbt node, team or file
+    log_lines = [line for line in out.splitlines() if " INFO " in line or " WARNING " in line]
+    assert len(log_lines) == 6, "\n".join(log_lines)
+    assert all(": ok - " in line and line.endswith("s)") for line in log_lines)
+    assert "models" in log_lines[4] and "tests" in log_lines[4]
     for dataset in ("premium_usage", "tokenflex_usage", "user_metadata", "premium_users"):
         assert dataset in out
     assert "Headline findings" in out and out.count("  * ") == 3
@@ -60,6 +70,30 @@ def test_demo_writes_every_output_and_says_where(demo_run):
         assert read_hyper_row_counts(data_dir / "bi" / "aps-usage.hyper") == marts
     elif require_all():
         pytest.fail("pantab missing and APS_USAGE_REQUIRE_ALL=1")
+
+
+@pytest.mark.slow
+def test_the_dashboards_pass_every_offline_check_on_the_real_marts(demo_run):
+    data_dir, result = demo_run
+    assert result.exit_code == 0, result.output
+    project = data_dir / "bi" / "powerbi"
+    assert bi_checks.validate_pbip_json(project) == []
+    assert bi_checks.check_visual_fields(project) == []
+    assert bi_checks.check_tmdl_matches_parquet(project, data_dir / "marts") == []
+    definition = project / "aps-usage.SemanticModel" / "definition"
+    tables = bi_checks.read_tmdl_tables(definition)
+    assert "/// Users who have not used any product" in (definition / "tables" / "inactive_users.tmdl").read_text(
+        encoding="utf-8")  # descriptions from the real dbt docs
+    assert {"dim_users", "dim_products", "fct_daily_usage", "Team", "Date"} <= set(tables)
+    if bi_checks.pq_parser_installed():
+        docs = bi_checks.m_expressions(definition)
+        assert bi_checks.parse_m(docs) == {name: None for name in docs}
+    elif require_all():
+        pytest.fail("the Power Query parser is not installed (npm ci --prefix tests/bi/pq)")
+    if hyper_available():
+        twb = bi_checks.read_twb(data_dir / "bi" / "aps-usage.twbx")
+        assert bi_checks.validate_twb(twb) == []
+        assert bi_checks.check_sheet_fields(twb, data_dir / "bi" / "aps-usage.hyper") == []
 
 
 @pytest.mark.slow

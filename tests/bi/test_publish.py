@@ -130,6 +130,9 @@ def test_missing_pantab_skips_hyper_with_install_hint_and_writes_the_rest(fake_d
     assert not (data_dir / "bi" / "aps-usage.hyper").exists()
     assert len(list((data_dir / "marts").glob("*.parquet"))) == len(counts)
     assert (data_dir / "bi" / "report.html").exists() and (data_dir / "bi" / "aps-usage.pbids").exists()
+    assert not (data_dir / "bi" / "aps-usage.twbx").exists()  # the workbook carries the extract: skipped too
+    assert "skipped twbx" in result.output
+    assert (data_dir / "bi" / "powerbi" / "aps-usage.pbip").exists()
 
 
 def test_hyper_requested_without_pantab_is_an_error(fake_data_dir, monkeypatch):
