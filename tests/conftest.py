@@ -15,11 +15,15 @@ from extractor.sandbox import CLIENT_ID, CLIENT_SECRET, PAT  # noqa: E402,F401  
 #: a registered Callback URL whose port is ``*`` matches any port of that host (a sandbox-only
 #: convenience): until `auth login` listens on one fixed callback, it picks a free port per test
 LOOPBACK_ANY_PORT = "http://127.0.0.1:*/callback"
-#: the Callback URLs registered on the test sandboxes' app; a test passes ``callback_urls=[...]``
-#: to sandbox_factory to register its own (APS matches them exactly)
-TEST_CALLBACK_URLS = [DEFAULT_CALLBACK_URL, LOOPBACK_ANY_PORT]
-SANDBOX_OPTIONS = dict(seed=7, users=60, days=120, end_date="2026-10-31", time_scale=0.02,
-                       callback_urls=TEST_CALLBACK_URLS)
+#: the Callback URLs registered on every sandbox the tests start (fixtures and tests calling
+#: create_app alike); a test passes ``callback_urls=[...]`` to sandbox_factory / create_app to
+#: register only its own (APS matches them exactly). Drop LOOPBACK_ANY_PORT once `auth login`
+#: listens on one configured callback.
+TEST_CALLBACK_URLS = (DEFAULT_CALLBACK_URL, LOOPBACK_ANY_PORT)
+import extractor.sandbox.app as _sandbox_app  # noqa: E402
+
+_sandbox_app.DEFAULT_CALLBACK_URLS = TEST_CALLBACK_URLS
+SANDBOX_OPTIONS = dict(seed=7, users=60, days=120, end_date="2026-10-31", time_scale=0.02)
 
 
 @dataclass
@@ -81,8 +85,7 @@ def sandbox_factory():
     started: list[SandboxServer] = []
 
     def factory(**options) -> SandboxServer:
-        base = SANDBOX_OPTIONS if "data" not in options else {
-            "time_scale": SANDBOX_OPTIONS["time_scale"], "callback_urls": TEST_CALLBACK_URLS}
+        base = SANDBOX_OPTIONS if "data" not in options else {"time_scale": SANDBOX_OPTIONS["time_scale"]}
         merged = {**base, **options}
         running = _start(**merged)
         started.append(running)

@@ -42,6 +42,8 @@ MAX_LIMIT = 10_000
 #: a USAGE export is split into files of at most this many rows
 EXPORT_SPLIT_ROWS = 50_000
 MAX_EXPORT_DAYS = 365
+#: the Callback URLs registered on the sandbox's APS app unless create_app is given others
+DEFAULT_CALLBACK_URLS = (DEFAULT_CALLBACK_URL,)
 
 # Unscaled durations in seconds (multiplied by time_scale).
 QUERY_SUBMITTED_SECONDS = 1.0
@@ -126,7 +128,7 @@ class Sandbox:
 
     def __init__(self, data: SandboxData, *, hide_personal_data: bool, time_scale: float, faults: FaultPlan,
                  token_ttl: int = 3600, slow_seconds: float = 2.0, rate_limits: bool = True,
-                 export_split_rows: int = EXPORT_SPLIT_ROWS, callback_urls=(DEFAULT_CALLBACK_URL,)):
+                 export_split_rows: int = EXPORT_SPLIT_ROWS, callback_urls=None):
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.data = data
@@ -135,7 +137,9 @@ class Sandbox:
         self.faults = faults
         self.slow_seconds = slow_seconds
         self.export_split_rows = max(1, int(export_split_rows))
-        self.oauth = OAuthServer(time_scale=time_scale, token_ttl=token_ttl, callback_urls=list(callback_urls))
+        urls = DEFAULT_CALLBACK_URLS if callback_urls is None else callback_urls
+        self.oauth = OAuthServer(time_scale=time_scale, token_ttl=token_ttl,
+                                 callback_urls=[urls] if isinstance(urls, str) else list(urls))
         self.limiter = RateLimiter(time_scale=time_scale) if rate_limits else None
         self.jobs: dict[str, Job] = {}
         self.downloads: dict[str, DownloadFile] = {}
@@ -331,12 +335,11 @@ def create_app(
     slow_seconds: float = 2.0,
     rate_limits: bool = True,
     export_split_rows: int = EXPORT_SPLIT_ROWS,
-    callback_urls=(DEFAULT_CALLBACK_URL,),
+    callback_urls=None,
 ) -> Starlette:
     """The sandbox as a Starlette app; ``app.state.sandbox`` holds its state and data.
-    ``callback_urls``: the Callback URLs registered on the sandbox's APS app (exact match)."""
-    if isinstance(callback_urls, str):
-        callback_urls = [callback_urls]
+    ``callback_urls``: the Callback URLs registered on the sandbox's APS app, matched exactly
+    (a URL or a list; default DEFAULT_CALLBACK_URLS)."""
     if data is None:
         data = generate(seed=seed, users=users, days=days, end_date=end_date)
     plan = FaultPlan.parse(faults, seed=data.seed)

@@ -10,7 +10,7 @@ import time
 import zipfile
 
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -258,7 +258,7 @@ def report_tables(sb: Sandbox, x: dict) -> list[tuple[str, str, pa.Table]]:
                     # by-product usage comes as several CSV files (how Autodesk splits them is not
                     # public; the sandbox writes one file per team, so clients must read them all)
                     for i, team in enumerate(sorted(set(table["team_alias"].to_pylist()), key=str)):
-                        part = table.filter(pa.compute.equal(table["team_alias"], team))
+                        part = table.filter(pc.equal(table["team_alias"], team))
                         out.append((report, f"{kind.lower()}_{i + 1}", part))
                     if table.num_rows == 0:
                         out.append((report, kind.lower(), table))
