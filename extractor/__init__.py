@@ -18,4 +18,6 @@ AUTODESK_BASE_URL = "https://developer.api.autodesk.com"
 # The one Callback URL a user registers on their APS app for `aps-usage auth login`: APS
 # redirects only to a registered URL, matched exactly, so the listener cannot pick a random
 # port. Override with APS_CALLBACK_URL (the sandbox's `serve --callback-url` has the same default).
-DEFAULT_CALLBACK_URL = "http://localhost:8765/callback"
+# It is the callback of Autodesk's own APS tutorials and samples, so many apps already have it
+# registered, and it is not the sandbox's port (8765), so `sandbox serve` + `auth login` coexist.
+DEFAULT_CALLBACK_URL = "http://localhost:8080/api/auth/callback"

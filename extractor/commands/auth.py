@@ -20,7 +20,7 @@ def auth_group() -> None:
       APS_CLIENT_ID, APS_CLIENT_SECRET  the APS app (2-legged, and the client of 'login')
       APS_PAT                           personal access token for Premium Reporting (2-legged)
       APS_CALLBACK_URL                  the app's registered Callback URL ('login'; default
-                                        http://localhost:8765/callback)
+                                        http://localhost:8080/api/auth/callback)
     A saved 3-legged login is used in preference to 2-legged credentials.
     """
 
@@ -44,7 +44,7 @@ def login(settings: Settings, callback_url: str, tokenflex: bool, scope: str | N
     \b
     On the APS app (aps.autodesk.com > My Apps > the app > General Settings),
     register exactly this Callback URL (APS redirects only to a registered one):
-      http://localhost:8765/callback
+      http://localhost:8080/api/auth/callback
     or register another loopback URL and pass it as --callback-url / APS_CALLBACK_URL.
     The app's client id comes from APS_CLIENT_ID (and APS_CLIENT_SECRET, if any).
     """

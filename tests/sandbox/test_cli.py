@@ -53,7 +53,7 @@ def test_serve_registers_the_callback_urls_given():
         r = httpx.get(base_url + "/authentication/v2/authorize", params={**params, "redirect_uri": mine})
         assert r.status_code == 302 and r.headers["location"].startswith(mine + "?code=")
         r = httpx.get(base_url + "/authentication/v2/authorize",
-                      params={**params, "redirect_uri": "http://localhost:8765/callback"})
+                      params={**params, "redirect_uri": "http://localhost:8080/api/auth/callback"})
         assert r.status_code == 400 and "Invalid redirect_uri" in r.text
     finally:
         proc.terminate()
