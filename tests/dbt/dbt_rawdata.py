@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from extractor.dataset import full_schema
 from extractor.schemas import DATASETS
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
@@ -27,24 +28,18 @@ def row_hash(spec, row: dict) -> str:
     return hashlib.md5("\x1f".join(parts).encode()).hexdigest()
 
 
-def _full_schema(spec) -> pa.Schema:
-    return pa.schema(
-        [*spec.schema, ("_source", pa.string()), ("_extracted_at", pa.timestamp("us", tz="UTC")), ("_row_hash", pa.string())]
-    )
-
-
 def write_schema_files(raw_dir: Path) -> None:
     """Every dataset folder gets its zero-row schema.parquet (as the extractor guarantees)."""
     for name, spec in DATASETS.items():
         folder = raw_dir / name
         folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(_full_schema(spec).empty_table(), folder / "schema.parquet")
+        pq.write_table(full_schema(spec).empty_table(), folder / "schema.parquet")
 
 
 def write_raw(raw_dir: Path, dataset: str, rows: list[dict], *, source: str = "test", extracted_at=EXTRACTED_AT, part: str = "part") -> None:
     """Write rows (dicts with canonical column names) into raw/<dataset>/ in the extractor layout."""
     spec = DATASETS[dataset]
-    schema = _full_schema(spec)
+    schema = full_schema(spec)
     folder = raw_dir / dataset
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "schema.parquet").exists():
