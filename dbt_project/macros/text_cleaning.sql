@@ -42,3 +42,19 @@
     {{ clean_email(column) if column == 'email' else clean_text(column) }} as {{ column }}{{ ",\n    " if not loop.last }}
     {%- endfor -%}
 {%- endmacro %}
+
+
+{#- The distinct user identities (user_id, hashed_user_id, email) of a usage relation's
+    dated rows, cleaned like its staging model. Distinct before cleaning: three columns of
+    the raw usage are read and each identity is cleaned once, not every usage row. -#}
+{% macro distinct_clean_identities(relation) -%}
+select distinct
+    {{ clean_text('user_id') }} as user_id,
+    {{ clean_text('hashed_user_id') }} as hashed_user_id,
+    {{ clean_email('email') }} as email
+from (
+    select distinct user_id, hashed_user_id, email
+    from {{ relation }}
+    where usage_date is not null
+) as identities
+{%- endmacro %}

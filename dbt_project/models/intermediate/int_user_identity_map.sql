@@ -4,12 +4,11 @@
 -- A table: four models join it, two of them twice.
 {{ config(materialized='table') }}
 
--- three columns of each staging view: the Parquet scans read only those
 with identities as (
-    select distinct user_id, hashed_user_id, email from {{ ref('stg_premium__usage') }}
-    union
-    select distinct user_id, hashed_user_id, email from {{ ref('stg_premium__usage_files') }}
-    union
+    select user_id, hashed_user_id, email from {{ ref('stg_premium__usage_identities') }}
+    union all
+    select user_id, hashed_user_id, email from {{ ref('stg_premium__usage_file_identities') }}
+    union all
     select user_id, hashed_user_id, email from {{ ref('stg_premium__users') }}
 ),
 
