@@ -143,8 +143,7 @@ class DataDir:
         self.storage_options = lake.storage_options() if self.remote else None
         if self.remote:
             # the lock, scratch space and tokens of this machine; the data and state are remote
-            cache = Path(os.environ.get("APS_USAGE_CACHE_DIR", Path(tempfile.gettempdir()) / "aps-usage"))
-            self.root = cache / self.location.replace("://", "/").replace("/", "_")
+            self.root = root if isinstance(root, lake.LocalMirror) else lake.local_mirror(self.location)
         else:
             self.root = Path(self.location)
         self.raw_dir = self.root / "raw"  # local data dirs only
@@ -193,20 +192,23 @@ class DataDir:
                 )
 
     def ensure_schema_files(self) -> None:
-        """Before dbt runs (build.py, under the lock): every table exists, and beside each
-        local table ``_current_files`` lists the Parquet files of its current version
-        (relative, one a line) for Spark without the Delta jars (register_raw_sources.sql).
-        Delta readers ignore files whose name starts with ``_``."""
+        """Before dbt runs (build.py, under the lock): every table exists, and for each local
+        table ``<data-dir>/dbt/raw_files/<dataset>.txt`` lists the Parquet files of its current
+        version (relative to the table, one a line) for Spark without the Delta jars
+        (register_raw_sources.sql). Not in the table's folder: vacuum would delete it there,
+        and Spark skips files whose name starts with ``_``."""
         self.ensure_tables()
         if self.remote:
             return
+        out = self.root / "dbt" / "raw_files"
+        out.mkdir(parents=True, exist_ok=True)
         for name in DATASETS:
             folder = self.dataset_dir(name)
             listed = "".join(f"{Path(uri.removeprefix('file://')).relative_to(folder).as_posix()}\n"
                              for uri in self.data_files(name))
-            tmp = folder / "_current_files.tmp"
+            tmp = out / f".{name}.txt.tmp"
             tmp.write_text(listed)
-            os.replace(tmp, folder / "_current_files")
+            os.replace(tmp, out / f"{name}.txt")
 
     def data_files(self, name: str) -> list[str]:
         """The Parquet files of the table's current version."""
@@ -381,13 +383,33 @@ class DataDir:
             self._lock_fd = fd
             shutil.rmtree(self.tmp_dir, ignore_errors=True)  # scratch of a run that died
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            self._sync_salt()
             self.ensure_tables()
             yield self
+            self._sync_salt()
         finally:
             self._lock_fd = None
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def _sync_salt(self) -> None:
+        """On object storage the salt of --hash-personal-data lives at ``<url>/state/salt``:
+        fetched into state/ before a run (personal.load_salt reads it there), and a salt made
+        by this run stored there after it (the first machine's salt wins)."""
+        if not self.remote:
+            return
+        local = self.state_dir / "salt"
+        remote = lake.join(self.location, "state", "salt")
+        if not local.exists():
+            stored = lake.read_bytes(remote)
+            if stored is not None:
+                lake.write_bytes_if_absent(str(local), stored)
+        elif not lake.write_bytes_if_absent(remote, local.read_bytes()):
+            stored = lake.read_bytes(remote)
+            if stored is not None and stored != local.read_bytes():
+                raise UsageError(f"{remote}: another machine stored a different salt first; delete "
+                                 f"{local} and run again (rows hashed by this run use the local one)")
 
     def _lock_holder(self) -> str:
         try:
@@ -600,6 +622,11 @@ class Transaction:
                 conds.append(f"{_ident(spec.date_column)} >= CAST({_sql_str(r.date_from.isoformat())} AS DATE)")
             if r.date_to:
                 conds.append(f"{_ident(spec.date_column)} <= CAST({_sql_str(r.date_to.isoformat())} AS DATE)")
+            # the same range on the partition column: delta-rs then opens only those months' files
+            if r.date_from:
+                conds.append(f"{MONTH_COLUMN} >= {_sql_str(r.date_from.strftime('%Y-%m'))}")
+            if r.date_to:
+                conds.append(f"{MONTH_COLUMN} <= {_sql_str(r.date_to.strftime('%Y-%m'))}")
         if r.snapshot:
             if not staged.rows:  # an empty snapshot replaces nothing
                 return ""

@@ -15,13 +15,29 @@ REMOTE_SCHEMES = ("s3://", "s3a://", "az://", "azure://", "abfs://", "abfss://",
 
 
 def is_remote(location: str | os.PathLike[str]) -> bool:
-    return str(location).lower().startswith(REMOTE_SCHEMES)
+    return str(getattr(location, "url", location)).lower().startswith(REMOTE_SCHEMES)
+
+
+class LocalMirror(type(Path())):  # type: ignore[misc]
+    """The local working folder of a data dir on object storage (warehouse, dbt artifacts,
+    tokens, scratch): a Path like any local data dir, carrying the data dir's ``url``."""
+
+    url: str
+
+
+def local_mirror(url: str) -> Path:
+    """Where a data dir on object storage keeps its local working files
+    (``APS_USAGE_WORK_DIR``, default ``~/.cache/aps-usage/<url as a name>``)."""
+    base = Path(os.environ.get("APS_USAGE_WORK_DIR", Path.home() / ".cache" / "aps-usage")).expanduser()
+    mirror = LocalMirror(base / url.replace("://", "_").replace("/", "_").replace("@", "_"))
+    mirror.url = url
+    return mirror
 
 
 def normalize(location: str | os.PathLike[str]) -> str:
     """An absolute local path, or the URL without a trailing slash."""
     if is_remote(location):
-        return str(location).rstrip("/")
+        return str(getattr(location, "url", location)).rstrip("/")
     text = str(location)
     if text.startswith("file://"):
         text = text[len("file://"):]
@@ -67,10 +83,11 @@ def read_bytes(location: str) -> bytes | None:
             return None
     parent, name = location.rsplit("/", 1)
     import obstore
+    from obstore.exceptions import NotFoundError
 
     try:
         return bytes(obstore.get(_store(parent), name).bytes())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotFoundError):
         return None
 
 
@@ -90,10 +107,11 @@ def write_bytes_if_absent(location: str, data: bytes) -> bool:
         return True
     parent, name = location.rsplit("/", 1)
     import obstore
+    from obstore.exceptions import AlreadyExistsError
 
     try:
         obstore.put(_store(parent), name, data, mode="create")
-    except FileExistsError:
+    except (FileExistsError, AlreadyExistsError):
         return False
     return True
 
