@@ -71,3 +71,30 @@ def test_pipeline_on_object_storage_equals_a_local_run(store, request, sandbox, 
     ok(invoke(url, None, "import", put(tmp_path / "in2", "usage.csv", GOOD), "--hash-personal-data"))
     salt = read_bytes(join(url, "state", "salt"))
     assert salt and salt.strip() == (settings.state_dir / "salt").read_bytes().strip()
+
+
+@pytest.mark.parametrize("point,committed", [("staging", False), ("mid-commit", False), ("after-commit", True)])
+def test_a_writer_killed_on_s3_leaves_old_or_new_data(point, committed, s3_url, tmp_path):
+    """SIGKILL at the writer's named points while it imports into S3: the table reads the old or
+    the new version, never part of one, and the re-run gives the uninterrupted result."""
+    import os
+    import signal
+
+    from tests.reliability.conftest import subprocess_run
+    from tests.reliability.test_crash_safety import big_csv
+
+    csv = big_csv(tmp_path / "in" / "usage_big.csv", 3_000)
+    work = {"APS_USAGE_WORK_DIR": os.environ["APS_USAGE_WORK_DIR"]}
+    ok(invoke(s3_url, None, "import", put(tmp_path / "in0", "usage.csv", GOOD)))
+    dd = DataDir(s3_url)
+    before = sorted(dd.read("premium_usage_files").column("_row_hash").to_pylist())
+    proc = subprocess_run(s3_url, "http://127.0.0.1:9", ["import", str(csv)], {**work, "APS_USAGE_CRASH_AT": point})
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL, err[-500:]
+    after = sorted(dd.read("premium_usage_files").column("_row_hash").to_pylist())
+    assert (after != before) == committed
+    proc = subprocess_run(s3_url, "http://127.0.0.1:9", ["import", str(csv)], work)
+    assert proc.communicate(timeout=300) and proc.returncode == 0
+    hashes = dd.read("premium_usage_files").column("_row_hash").to_pylist()
+    assert len(hashes) == len(set(hashes)) and set(before) <= set(hashes)
+    assert dd.history("premium_usage_files")[0]["command"] == "import"
