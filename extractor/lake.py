@@ -116,6 +116,14 @@ def write_bytes_if_absent(location: str, data: bytes) -> bool:
     return True
 
 
+def upload_file(local: Path, location: str) -> None:
+    """Copy one local file to an object-store URL (multipart for large files)."""
+    import obstore
+
+    parent, name = location.rsplit("/", 1)
+    obstore.put(_store(parent), name, Path(local))
+
+
 def upload_folder(local: Path, location: str) -> list[str]:
     """Copy every file under ``local`` to ``location`` (an object-store URL), keeping the
     relative paths; returns the URLs written. For the published marts."""
