@@ -511,8 +511,7 @@ class Transaction:
     def commit(self) -> None:
         """One Delta commit per dataset written or whose state changed (see the module doc)."""
         crash_point("before-commit")
-        # the staging connection's buffers (hashing) are not needed any more: freed before
-        # delta-rs allocates its own (a 1M-row import peaked 100 MB lower)
+        # the staging connection (hashing) and the readers' buffers are not needed any more
         if self._con is not None:
             self._con.close()
             self._con = None

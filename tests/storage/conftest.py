@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import shutil
 import socket
 import subprocess
@@ -27,16 +28,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen, name: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    pytest.fail(f"{name} did not start")
+@contextmanager
+def _serving(command: list[str], port: int, name: str):
+    """A server process on 127.0.0.1:port while the block runs."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{name} did not start")
+                time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -44,12 +53,8 @@ def s3_server():
     # moto's server in its own process, not ThreadedMotoServer: delta-rs holds the GIL during
     # some of its object-store calls, and a server thread in this process then never answers
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_port(port, proc, "moto's S3 server")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with _serving([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "moto's S3 server"):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
@@ -74,13 +79,10 @@ def azurite_server(tmp_path_factory):
             pytest.fail(f"Azurite is not installed: npm ci --prefix {NODE_DIR}")
         pytest.skip(f"Azurite is not installed (npm ci --prefix {NODE_DIR})")
     port = _free_port()
-    proc = subprocess.Popen([str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--silent",
-                             "--skipApiVersionCheck", "--location", str(tmp_path_factory.mktemp("azurite"))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_port(port, proc, "Azurite")
-    yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    command = [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--silent",
+               "--skipApiVersionCheck", "--location", str(tmp_path_factory.mktemp("azurite"))]
+    with _serving(command, port, "Azurite"):
+        yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
 
 
 @pytest.fixture
