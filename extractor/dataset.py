@@ -254,13 +254,14 @@ class DataDir:
         if dt is None:
             return {}
         current = dt.version() if as_of is None else as_of
-        for commit in dt.history():  # newest first; a vacuum or optimize commit carries none
-            if STATE_KEY in commit and commit.get("version", 0) <= current:
-                try:
-                    return json.loads(commit[STATE_KEY])
-                except (TypeError, json.JSONDecodeError):
-                    raise UsageError(f"{self.table_uri(name)}: version {commit.get('version')}: "
-                                     "the aps-usage state in its commit is not valid JSON") from None
+        for limit in (20, None):  # the newest commits first: reading every commit file is slow on S3
+            for commit in dt.history(limit):  # newest first; a vacuum or optimize commit carries none
+                if STATE_KEY in commit and commit.get("version", 0) <= current:
+                    try:
+                        return json.loads(commit[STATE_KEY])
+                    except (TypeError, json.JSONDecodeError):
+                        raise UsageError(f"{self.table_uri(name)}: version {commit.get('version')}: "
+                                         "the aps-usage state in its commit is not valid JSON") from None
         return {}
 
     def stats(self) -> list[dict[str, Any]]:
