@@ -563,17 +563,21 @@ class Transaction:
 
         added = [0]
         # opened before the write: delta-rs cannot be called from inside its own reader
-        if rows_before:
-            con.register("existing", dt.to_pyarrow_dataset())
+        existing = dt.to_pyarrow_dataset() if rows_before else None
+        if existing is not None:
+            con.register("existing", existing)
 
         def kept_hashes(month: str) -> pa.Array | None:
             """Hashes of the month's rows that stay (so an incoming equal row is not added)."""
             if everything or not rows_before:
                 return None
-            where = [f"NOT coalesce(({predicate}), false)"] if predicate else []
+            if not predicate:  # pyarrow reads only that month's files, only that column
+                where = pc.field(MONTH_COLUMN) == month if spec.date_column else None
+                return existing.to_table(columns=["_row_hash"], filter=where).column(0).combine_chunks()
+            where = [f"NOT coalesce(({predicate}), false)"]
             if spec.date_column:
                 where.append(f"{MONTH_COLUMN} = {_sql_str(month)}")
-            sql = "SELECT _row_hash FROM existing" + (f" WHERE {' AND '.join(where)}" if where else "")
+            sql = f"SELECT _row_hash FROM existing WHERE {' AND '.join(where)}"
             return _arrow(con, sql).column(0).combine_chunks()
 
         def month_tables(month: str) -> Iterator[pa.Table]:
