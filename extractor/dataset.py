@@ -142,7 +142,7 @@ class DataDir:
     def __init__(self, root: str | os.PathLike[str]):
         self.location = lake.normalize(root)
         self.remote = lake.is_remote(self.location)
-        self.storage_options = lake.storage_options() if self.remote else None
+        self.storage_options = lake.storage_options(self.location) if self.remote else None
         if self.remote:
             # the lock, scratch space and tokens of this machine; the data and state are remote
             self.root = root if isinstance(root, lake.LocalMirror) else lake.local_mirror(self.location)

@@ -48,18 +48,20 @@ def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts]) if is_remote(root) else str(Path(root, *parts))
 
 
-def storage_options() -> dict[str, str] | None:
+def storage_options(url: str) -> dict[str, str] | None:
     """Options for delta-rs beyond what it reads from the environment itself.
 
-    S3: delta-rs needs a way to commit safely. AWS S3 and most S3 stand-ins (moto, MinIO)
-    support conditional writes (``If-None-Match``), which delta-rs uses when
-    ``conditional_put=etag`` is set; that is the default here. ``AWS_S3_ALLOW_UNSAFE_RENAME``
-    (no concurrency protection) is never set by aps-usage."""
-    opts: dict[str, str] = {}
+    S3 has no atomic rename, so delta-rs needs a safe way to create the next commit file:
+    AWS S3 and the usual S3 stand-ins (moto, MinIO) support conditional writes
+    (``If-None-Match``), which delta-rs uses with ``conditional_put=etag``: the default here
+    (``AWS_CONDITIONAL_PUT`` overrides it). ``AWS_S3_ALLOW_UNSAFE_RENAME`` (no protection
+    against a concurrent writer) is never set by aps-usage."""
+    if not url.startswith(("s3://", "s3a://")):
+        return None
+    opts = {"conditional_put": os.environ.get("AWS_CONDITIONAL_PUT", "etag")}
     if os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://"):
         opts["AWS_ALLOW_HTTP"] = "true"  # a local S3 stand-in
-    opts.setdefault("conditional_put", os.environ.get("AWS_CONDITIONAL_PUT", "etag"))
-    return opts or None
+    return opts
 
 
 def _store(url: str):
