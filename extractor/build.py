@@ -116,8 +116,9 @@ def parse_vars(pairs: Sequence[str]) -> dict:
 @contextmanager
 def _dbt_environment(settings: Settings) -> Iterator[None]:
     """dbt reads the data dir from env APS_USAGE_DATA_DIR (profiles and sources): set it for the run only."""
-    saved = {k: os.environ.get(k) for k in ("APS_USAGE_DATA_DIR", "DBT_SEND_ANONYMOUS_USAGE_STATS")}
+    saved = {k: os.environ.get(k) for k in ("APS_USAGE_DATA_DIR", "APS_USAGE_DATA_URL", "DBT_SEND_ANONYMOUS_USAGE_STATS")}
     os.environ["APS_USAGE_DATA_DIR"] = str(settings.data_dir)
+    os.environ["APS_USAGE_DATA_URL"] = settings.data_url  # the raw tables (an object-store URL, or the same folder)
     os.environ["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "False"
     try:
         yield

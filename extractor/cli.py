@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import sys
-from pathlib import Path
 
 import click
 
@@ -42,7 +41,7 @@ class _ErrorsToExitCodes(click.Group):
 @click.group(cls=_ErrorsToExitCodes, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=str,  # a folder, or an object-store URL (s3://, az://, abfss://, gs://): Settings reads it
     envvar="APS_USAGE_DATA_DIR",
     default="data",
     show_default=True,
@@ -59,7 +58,7 @@ class _ErrorsToExitCodes(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
 @click.version_option(__version__, prog_name="aps-usage")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: Path, base_url: str, verbose: int, quiet: bool) -> None:
+def cli(ctx: click.Context, data_dir: str, base_url: str, verbose: int, quiet: bool) -> None:
     """Extract Autodesk Premium Reporting and Token Flex usage, model it with dbt, publish it to BI."""
     setup_logging(verbose, quiet)
     ctx.obj = Settings(data_dir=data_dir, base_url=base_url, verbose=verbose, quiet=quiet)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import AUTODESK_BASE_URL
+from . import AUTODESK_BASE_URL, lake
 
 
 @dataclass
@@ -17,8 +17,18 @@ class Settings:
     quiet: bool = False
 
     def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir).expanduser().resolve()
+        # an object-store URL (s3://, az://, abfss://, gs://) keeps its URL as data_dir.url;
+        # data_dir itself is then the local working folder (warehouse, dbt, tokens)
+        if lake.is_remote(self.data_dir):
+            self.data_dir = lake.local_mirror(lake.normalize(self.data_dir))
+        else:
+            self.data_dir = Path(self.data_dir).expanduser().resolve()
         self.base_url = self.base_url.rstrip("/")
+
+    @property
+    def data_url(self) -> str:
+        """The data dir as given: a local path, or the object-store URL."""
+        return getattr(self.data_dir, "url", str(self.data_dir))
 
     @property
     def raw_dir(self) -> Path:

@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.transaction import AddAction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from . import lake
@@ -46,7 +48,7 @@ from .errors import InputError, LockedError, UsageError
 from .logs import log
 from .rowhash import sql_ident as _ident, sql_str as _sql_str
 from .schemas import DATASETS, META_COLUMNS, DatasetSpec
-from .staging import Staged, layout_schema, stage
+from .staging import Staged, layout_schema, release_memory, stage
 
 try:  # POSIX advisory locks; released by the kernel when a process dies
     import fcntl
@@ -140,11 +142,10 @@ class DataDir:
     def __init__(self, root: str | os.PathLike[str]):
         self.location = lake.normalize(root)
         self.remote = lake.is_remote(self.location)
-        self.storage_options = lake.storage_options() if self.remote else None
+        self.storage_options = lake.storage_options(self.location) if self.remote else None
         if self.remote:
             # the lock, scratch space and tokens of this machine; the data and state are remote
-            cache = Path(os.environ.get("APS_USAGE_CACHE_DIR", Path(tempfile.gettempdir()) / "aps-usage"))
-            self.root = cache / self.location.replace("://", "/").replace("/", "_")
+            self.root = root if isinstance(root, lake.LocalMirror) else lake.local_mirror(self.location)
         else:
             self.root = Path(self.location)
         self.raw_dir = self.root / "raw"  # local data dirs only
@@ -193,20 +194,23 @@ class DataDir:
                 )
 
     def ensure_schema_files(self) -> None:
-        """Before dbt runs (build.py, under the lock): every table exists, and beside each
-        local table ``_current_files`` lists the Parquet files of its current version
-        (relative, one a line) for Spark without the Delta jars (register_raw_sources.sql).
-        Delta readers ignore files whose name starts with ``_``."""
+        """Before dbt runs (build.py, under the lock): every table exists, and for each local
+        table ``<data-dir>/dbt/raw_files/<dataset>.txt`` lists the Parquet files of its current
+        version (relative to the table, one a line) for Spark without the Delta jars
+        (register_raw_sources.sql). Not in the table's folder: vacuum would delete it there,
+        and Spark skips files whose name starts with ``_``."""
         self.ensure_tables()
         if self.remote:
             return
+        out = self.root / "dbt" / "raw_files"
+        out.mkdir(parents=True, exist_ok=True)
         for name in DATASETS:
             folder = self.dataset_dir(name)
             listed = "".join(f"{Path(uri.removeprefix('file://')).relative_to(folder).as_posix()}\n"
                              for uri in self.data_files(name))
-            tmp = folder / "_current_files.tmp"
+            tmp = out / f".{name}.txt.tmp"
             tmp.write_text(listed)
-            os.replace(tmp, folder / "_current_files")
+            os.replace(tmp, out / f"{name}.txt")
 
     def data_files(self, name: str) -> list[str]:
         """The Parquet files of the table's current version."""
@@ -250,13 +254,14 @@ class DataDir:
         if dt is None:
             return {}
         current = dt.version() if as_of is None else as_of
-        for commit in dt.history():  # newest first; a vacuum or optimize commit carries none
-            if STATE_KEY in commit and commit.get("version", 0) <= current:
-                try:
-                    return json.loads(commit[STATE_KEY])
-                except (TypeError, json.JSONDecodeError):
-                    raise UsageError(f"{self.table_uri(name)}: version {commit.get('version')}: "
-                                     "the aps-usage state in its commit is not valid JSON") from None
+        for limit in (20, None):  # the newest commits first: reading every commit file is slow on S3
+            for commit in dt.history(limit):  # newest first; a vacuum or optimize commit carries none
+                if STATE_KEY in commit and commit.get("version", 0) <= current:
+                    try:
+                        return json.loads(commit[STATE_KEY])
+                    except (TypeError, json.JSONDecodeError):
+                        raise UsageError(f"{self.table_uri(name)}: version {commit.get('version')}: "
+                                         "the aps-usage state in its commit is not valid JSON") from None
         return {}
 
     def stats(self) -> list[dict[str, Any]]:
@@ -381,13 +386,33 @@ class DataDir:
             self._lock_fd = fd
             shutil.rmtree(self.tmp_dir, ignore_errors=True)  # scratch of a run that died
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            self._sync_salt()
             self.ensure_tables()
             yield self
+            self._sync_salt()
         finally:
             self._lock_fd = None
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def _sync_salt(self) -> None:
+        """On object storage the salt of --hash-personal-data lives at ``<url>/state/salt``:
+        fetched into state/ before a run (personal.load_salt reads it there), and a salt made
+        by this run stored there after it (the first machine's salt wins)."""
+        if not self.remote:
+            return
+        local = self.state_dir / "salt"
+        remote = lake.join(self.location, "state", "salt")
+        if not local.exists():
+            stored = lake.read_bytes(remote)
+            if stored is not None:
+                lake.write_bytes_if_absent(str(local), stored)
+        elif not lake.write_bytes_if_absent(remote, local.read_bytes()):
+            stored = lake.read_bytes(remote)
+            if stored is not None and stored != local.read_bytes():
+                raise UsageError(f"{remote}: another machine stored a different salt first; delete "
+                                 f"{local} and run again (rows hashed by this run use the local one)")
 
     def _lock_holder(self) -> str:
         try:
@@ -487,6 +512,11 @@ class Transaction:
     def commit(self) -> None:
         """One Delta commit per dataset written or whose state changed (see the module doc)."""
         crash_point("before-commit")
+        # the staging connection (hashing) and the readers' buffers are not needed any more
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        release_memory()
         for dataset in [*self._writes, *(d for d in self._state_changes if d not in self._writes)]:
             try:
                 self.rows_written[dataset] = self._commit_dataset(DATASETS[dataset], self._writes.get(dataset, []))
@@ -533,35 +563,45 @@ class Transaction:
 
         added = [0]
         # opened before the write: delta-rs cannot be called from inside its own reader
-        if rows_before:
-            con.register("existing", dt.to_pyarrow_dataset())
+        existing = dt.to_pyarrow_dataset() if rows_before else None
+        if existing is not None:
+            con.register("existing", existing)
 
         def kept_hashes(month: str) -> pa.Array | None:
             """Hashes of the month's rows that stay (so an incoming equal row is not added)."""
             if everything or not rows_before:
                 return None
-            where = [f"NOT coalesce(({predicate}), false)"] if predicate else []
+            if not predicate:  # pyarrow reads only that month's files, only that column
+                where = pc.field(MONTH_COLUMN) == month if spec.date_column else None
+                return existing.to_table(columns=["_row_hash"], filter=where).column(0).combine_chunks()
+            where = [f"NOT coalesce(({predicate}), false)"]
             if spec.date_column:
                 where.append(f"{MONTH_COLUMN} = {_sql_str(month)}")
-            sql = "SELECT _row_hash FROM existing" + (f" WHERE {' AND '.join(where)}" if where else "")
+            sql = f"SELECT _row_hash FROM existing WHERE {' AND '.join(where)}"
             return _arrow(con, sql).column(0).combine_chunks()
 
-        def batches() -> Iterator[pa.RecordBatch]:
-            months = sorted({m for w in writes for m in w.staged.months})
-            for month in months:
-                seen = kept_hashes(month)
-                for w in writes:
-                    if month not in w.staged.months:
+        def month_tables(month: str) -> Iterator[pa.Table]:
+            """The month's incoming rows not in the table yet (nor earlier in this commit)."""
+            seen = kept_hashes(month)
+            for w in writes:
+                if month not in w.staged.months:
+                    continue
+                for table in w.staged.tables(month):
+                    if seen is not None and len(seen):
+                        table = table.filter(pc.invert(pc.is_in(table.column("_row_hash"), value_set=seen)))
+                    if not table.num_rows:
                         continue
-                    for table in w.staged.tables(month):
-                        if seen is not None and len(seen):
-                            table = table.filter(pc.invert(pc.is_in(table.column("_row_hash"), value_set=seen)))
-                        if not table.num_rows:
-                            continue
-                        hashes = table.column("_row_hash").combine_chunks()
-                        seen = hashes if seen is None else pa.concat_arrays([seen, hashes])
-                        added[0] += table.num_rows
-                        yield from _in_schema(table, schema, month if spec.date_column else None).to_batches()
+                    hashes = table.column("_row_hash").combine_chunks()
+                    seen = hashes if seen is None else pa.concat_arrays([seen, hashes])
+                    added[0] += table.num_rows
+                    yield _in_schema(table, schema, month if spec.date_column else None)
+
+        months = sorted({m for w in writes for m in w.staged.months})
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for month in months:
+                for table in month_tables(month):
+                    yield from table.to_batches()
                 crash_point("mid-commit")
 
         info = {
@@ -573,16 +613,65 @@ class Transaction:
             }),
             "command": self.command,
         }
-        # rows added: delta-rs counts them into the commit's operationMetrics (history)
         info["rows_removed"] = removed
+        properties = CommitProperties(custom_metadata={STATE_KEY: json.dumps(info, default=str)})
+        if not (everything or predicate) and schema.equals(existing_schema, check_metadata=False):
+            # An append of known columns: each month's file written here (streamed, a row
+            # group at a time) and committed with its add action. delta-rs's own writer holds
+            # its partitioned input in memory (a 1M-row import peaked 190 MB higher).
+            actions = [a for month in months for a in [self._write_month_file(dt, spec, schema, month, month_tables(month))] if a]
+            crash_point("mid-commit")
+            info["rows_added"] = added[0]
+            dt.create_write_transaction(
+                actions, mode="append", schema=schema, partition_by=[MONTH_COLUMN] if spec.date_column else None,
+                commit_properties=CommitProperties(custom_metadata={STATE_KEY: json.dumps(info, default=str)}))
+            return rows_before + added[0]
+        # with a replace (or new columns): delta-rs's predicate overwrite / schema merge; it
+        # counts the rows added into the commit's operationMetrics (history)
         reader = pa.RecordBatchReader.from_batches(schema, batches())
         write_deltalake(
             dt, reader, mode="overwrite" if (everything or predicate) else "append",
             predicate=None if everything else predicate, schema_mode="merge",
             partition_by=[MONTH_COLUMN] if spec.date_column else None,
-            commit_properties=CommitProperties(custom_metadata={STATE_KEY: json.dumps(info, default=str)}),
+            commit_properties=properties,
         )
         return rows_before - removed + added[0]
+
+    def _write_month_file(self, dt: DeltaTable, spec: DatasetSpec, schema: pa.Schema, month: str,
+                          tables: Iterator[pa.Table]) -> AddAction | None:
+        """One Parquet data file of the month's rows (a row group per table), its add action;
+        None when no row is new. On object storage the file is written to local scratch, then
+        uploaded."""
+        name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+        rel = f"{MONTH_COLUMN}={month}/{name}" if spec.date_column else name
+        file_schema = pa.schema([f for f in schema if f.name != MONTH_COLUMN])
+        local = (self.dir / name) if self.dd.remote else Path(self.dd.table_uri(spec.name)) / rel
+        rows, low, high, writer = 0, None, None, None
+        try:
+            for table in tables:
+                if writer is None:
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    writer = pq.ParquetWriter(local, file_schema, compression="snappy")
+                table = table.select(file_schema.names)
+                writer.write_table(table)
+                rows += table.num_rows
+                if spec.date_column:
+                    bounds = pc.min_max(table.column(spec.date_column))
+                    low = min(filter(None, [low, bounds["min"].as_py()]), default=None)
+                    high = max(filter(None, [high, bounds["max"].as_py()]), default=None)
+        finally:
+            if writer is not None:
+                writer.close()
+        if not rows:
+            return None
+        if self.dd.remote:
+            lake.upload_file(local, lake.join(self.dd.table_uri(spec.name), rel))
+        stats: dict[str, Any] = {"numRecords": rows}
+        if low is not None:
+            stats["minValues"] = {spec.date_column: low.isoformat()}
+            stats["maxValues"] = {spec.date_column: high.isoformat()}
+        return AddAction(rel, local.stat().st_size, {MONTH_COLUMN: month} if spec.date_column else {},
+                         int(time.time() * 1000), True, json.dumps(stats))
 
     def _replace_predicate(self, spec: DatasetSpec, r: Replace, staged: Staged) -> str:
         """The replace as SQL that DuckDB and delta-rs (DataFusion) both read."""
@@ -600,6 +689,11 @@ class Transaction:
                 conds.append(f"{_ident(spec.date_column)} >= CAST({_sql_str(r.date_from.isoformat())} AS DATE)")
             if r.date_to:
                 conds.append(f"{_ident(spec.date_column)} <= CAST({_sql_str(r.date_to.isoformat())} AS DATE)")
+            # the same range on the partition column: delta-rs then opens only those months' files
+            if r.date_from:
+                conds.append(f"{MONTH_COLUMN} >= {_sql_str(r.date_from.strftime('%Y-%m'))}")
+            if r.date_to:
+                conds.append(f"{MONTH_COLUMN} <= {_sql_str(r.date_to.strftime('%Y-%m'))}")
         if r.snapshot:
             if not staged.rows:  # an empty snapshot replaces nothing
                 return ""

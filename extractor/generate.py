@@ -33,7 +33,8 @@ def source_read_config(spec: DatasetSpec) -> dict:
     not outlive dbt's connection); Spark reads the same files as Parquet
     (macros/register_raw_sources.sql)."""
     return {"meta": {"plugin": "delta",
-                     "delta_table_path": f"{{{{ env_var('APS_USAGE_DATA_DIR', 'data') }}}}/raw/{spec.name}",
+                     "delta_table_path": ("{{ env_var('APS_USAGE_DATA_URL', env_var('APS_USAGE_DATA_DIR', 'data')) }}"
+                                          f"/raw/{spec.name}"),
                      "materialization": "table", "save_mode": "ignore"}}
 
 

@@ -15,13 +15,29 @@ REMOTE_SCHEMES = ("s3://", "s3a://", "az://", "azure://", "abfs://", "abfss://",
 
 
 def is_remote(location: str | os.PathLike[str]) -> bool:
-    return str(location).lower().startswith(REMOTE_SCHEMES)
+    return str(getattr(location, "url", location)).lower().startswith(REMOTE_SCHEMES)
+
+
+class LocalMirror(type(Path())):  # type: ignore[misc]
+    """The local working folder of a data dir on object storage (warehouse, dbt artifacts,
+    tokens, scratch): a Path like any local data dir, carrying the data dir's ``url``."""
+
+    url: str
+
+
+def local_mirror(url: str) -> Path:
+    """Where a data dir on object storage keeps its local working files
+    (``APS_USAGE_WORK_DIR``, default ``~/.cache/aps-usage/<url as a name>``)."""
+    base = Path(os.environ.get("APS_USAGE_WORK_DIR", Path.home() / ".cache" / "aps-usage")).expanduser()
+    mirror = LocalMirror(base / url.replace("://", "_").replace("/", "_").replace("@", "_"))
+    mirror.url = url
+    return mirror
 
 
 def normalize(location: str | os.PathLike[str]) -> str:
     """An absolute local path, or the URL without a trailing slash."""
     if is_remote(location):
-        return str(location).rstrip("/")
+        return str(getattr(location, "url", location)).rstrip("/")
     text = str(location)
     if text.startswith("file://"):
         text = text[len("file://"):]
@@ -32,18 +48,20 @@ def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts]) if is_remote(root) else str(Path(root, *parts))
 
 
-def storage_options() -> dict[str, str] | None:
+def storage_options(url: str) -> dict[str, str] | None:
     """Options for delta-rs beyond what it reads from the environment itself.
 
-    S3: delta-rs needs a way to commit safely. AWS S3 and most S3 stand-ins (moto, MinIO)
-    support conditional writes (``If-None-Match``), which delta-rs uses when
-    ``conditional_put=etag`` is set; that is the default here. ``AWS_S3_ALLOW_UNSAFE_RENAME``
-    (no concurrency protection) is never set by aps-usage."""
-    opts: dict[str, str] = {}
+    S3 has no atomic rename, so delta-rs needs a safe way to create the next commit file:
+    AWS S3 and the usual S3 stand-ins (moto, MinIO) support conditional writes
+    (``If-None-Match``), which delta-rs uses with ``conditional_put=etag``: the default here
+    (``AWS_CONDITIONAL_PUT`` overrides it). ``AWS_S3_ALLOW_UNSAFE_RENAME`` (no protection
+    against a concurrent writer) is never set by aps-usage."""
+    if not url.startswith(("s3://", "s3a://")):
+        return None
+    opts = {"conditional_put": os.environ.get("AWS_CONDITIONAL_PUT", "etag")}
     if os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://"):
         opts["AWS_ALLOW_HTTP"] = "true"  # a local S3 stand-in
-    opts.setdefault("conditional_put", os.environ.get("AWS_CONDITIONAL_PUT", "etag"))
-    return opts or None
+    return opts
 
 
 def _store(url: str):
@@ -67,10 +85,11 @@ def read_bytes(location: str) -> bytes | None:
             return None
     parent, name = location.rsplit("/", 1)
     import obstore
+    from obstore.exceptions import NotFoundError
 
     try:
         return bytes(obstore.get(_store(parent), name).bytes())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotFoundError):
         return None
 
 
@@ -90,12 +109,21 @@ def write_bytes_if_absent(location: str, data: bytes) -> bool:
         return True
     parent, name = location.rsplit("/", 1)
     import obstore
+    from obstore.exceptions import AlreadyExistsError
 
     try:
         obstore.put(_store(parent), name, data, mode="create")
-    except FileExistsError:
+    except (FileExistsError, AlreadyExistsError):
         return False
     return True
+
+
+def upload_file(local: Path, location: str) -> None:
+    """Copy one local file to an object-store URL (multipart for large files)."""
+    import obstore
+
+    parent, name = location.rsplit("/", 1)
+    obstore.put(_store(parent), name, Path(local))
 
 
 def upload_folder(local: Path, location: str) -> list[str]:

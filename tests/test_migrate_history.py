@@ -84,3 +84,44 @@ def test_history_and_restore_commands(tmp_path):
     assert sorted(DataDir(data_dir).read("user_metadata").column("email").to_pylist()) == ["a@x.com", "b@x.com"]
     assert invoke(data_dir, "vacuum", "--retention-hours", "0").exit_code == 0
     assert sorted(DataDir(data_dir).read("user_metadata").column("email").to_pylist()) == ["a@x.com", "b@x.com"]
+
+
+def test_a_bad_import_restored_away_gives_the_marts_of_before(tmp_path):
+    import duckdb
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "dbt"))
+    from dbt_rawdata import write_tiny_dataset
+
+    from extractor.build import run_build
+    from extractor.config import Settings
+
+    def marts() -> dict[str, list]:
+        """Every mart's rows (the run's own timestamps aside)."""
+        con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+        try:
+            out = {}
+            for (name,) in con.execute("select table_name from information_schema.tables "
+                                       "where table_schema = 'marts' order by 1").fetchall():
+                columns = [c for (c,) in con.execute(
+                    "select column_name from information_schema.columns where table_schema = 'marts' "
+                    f"and table_name = '{name}' and column_name not in ('extracted_at', 'built_at')").fetchall()]
+                out[name] = sorted(map(repr, con.execute(f"select {', '.join(columns)} from marts.{name}").fetchall()))
+            return out
+        finally:
+            con.close()
+
+    write_tiny_dataset(tmp_path / "raw")
+    settings = Settings(data_dir=tmp_path, quiet=True)
+    select = ["+dim_users", "+fct_daily_usage"]
+    run_build(settings, select=select)
+    before = marts()
+    good = DataDir(tmp_path).table("user_metadata").version()
+    bad = tmp_path / "metadata.csv"
+    bad.write_text("email,department,cost_center\nalice@example.com,Wrong,CC0\n")
+    assert invoke(tmp_path, "import", "--kind", "metadata", str(bad)).exit_code == 0
+    run_build(settings, select=select)
+    assert marts() != before  # the bad file changed the users' departments
+    assert invoke(tmp_path, "restore", "user_metadata", "--version", str(good)).exit_code == 0
+    run_build(settings, select=select, full_refresh=True)
+    assert marts() == before

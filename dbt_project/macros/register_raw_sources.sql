@@ -6,8 +6,8 @@
     raw source resolved once, in the main thread, before any model: each model then reads the
     same version, and the copies stay readable after the run (staging views read them).
     Spark (local, without the Delta jars): each table's current files, as listed by the
-    extractor under the build's lock in raw/<dataset>/_current_files (one path a line,
-    relative to the table), are read as Parquet; an empty table becomes an empty table of the
+    extractor under the build's lock in <data-dir>/dbt/raw_files/<dataset>.txt (one path a
+    line, relative to the table), are read as Parquet; an empty table becomes an empty table of the
     source's typed columns. On Databricks, declare the sources USING DELTA LOCATION instead
     (see docs/design.md). -#}
 {% macro register_raw_sources() -%}
@@ -29,26 +29,32 @@
     {%- if execute -%}
         {%- set data_dir = env_var('APS_USAGE_DATA_DIR', 'data') -%}
         {%- do run_query('create database if not exists raw') -%}
+        {%- set views = run_query('show views in raw').columns[1].values() | list -%}
         {%- for source_node in graph.sources.values() if source_node.source_name == 'raw' -%}
-            {%- set table = 'raw.' ~ source_node.name -%}
+            {%- set relation = 'raw.' ~ source_node.name -%}
             {%- set folder = data_dir ~ '/raw/' ~ source_node.name -%}
-            {%- set listed = run_query("select value from text.`" ~ folder ~ "/_current_files`") -%}
+            {%- set listed = run_query("select value from text.`" ~ data_dir ~ "/dbt/raw_files/" ~ source_node.name ~ ".txt`") -%}
             {%- set files = listed.columns[0].values() | list -%}
-            {%- do run_query('drop table if exists ' ~ table) -%}
-            {%- if files -%}
-                {#- a Hadoop glob of exactly these files: {a,b,...} -#}
-                {%- do run_query(
-                    "create table " ~ table ~ " using parquet options ("
-                    ~ "path '" ~ folder ~ "/{" ~ files | join(',') ~ "}', "
-                    ~ "mergeSchema 'true', basePath '" ~ folder ~ "')"
-                ) -%}
-            {%- else -%}
-                {%- set columns = [] -%}
-                {%- for column in source_node.columns.values() -%}
-                    {%- do columns.append('`' ~ column.name ~ '` ' ~ column.data_type) -%}
-                {%- endfor -%}
-                {%- do run_query("create table " ~ table ~ " (" ~ columns | join(', ') ~ ") using parquet") -%}
+            {%- set names = [] -%}
+            {%- set typed_nulls = [] -%}
+            {%- for column in source_node.columns.values() -%}
+                {%- do names.append('`' ~ column.name ~ '`') -%}
+                {%- do typed_nulls.append('cast(null as ' ~ column.data_type ~ ') as `' ~ column.name ~ '`') -%}
+            {%- endfor -%}
+            {#- one select per current file (the declared columns: every file has them all) -#}
+            {%- set selects = [] -%}
+            {%- for file in files -%}
+                {%- do selects.append('select ' ~ names | join(', ') ~ ' from parquet.`' ~ folder ~ '/' ~ file ~ '`') -%}
+            {%- endfor -%}
+            {%- if not selects -%}
+                {%- do selects.append('select ' ~ typed_nulls | join(', ') ~ ' where false') -%}
             {%- endif -%}
+            {%- if source_node.name in views -%}
+                {%- do run_query('drop view ' ~ relation) -%}
+            {%- else -%}
+                {%- do run_query('drop table if exists ' ~ relation) -%}
+            {%- endif -%}
+            {%- do run_query('create view ' ~ relation ~ ' as ' ~ selects | join(' union all ')) -%}
         {%- endfor -%}
     {%- endif -%}
     select 1

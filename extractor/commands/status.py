@@ -25,9 +25,10 @@ def _age(then: datetime | None, now: datetime) -> str:
 def dataset_status(settings: Settings, now: datetime | None = None) -> list[dict[str, Any]]:
     """Per dataset: rows, date range, last successful run and freshness (for the CLI and tests)."""
     from ..dataset import DataDir
+    from ..lake import is_remote
 
     now = now or datetime.now(timezone.utc)
-    if not settings.data_dir.exists():
+    if not is_remote(settings.data_dir) and not settings.data_dir.exists():
         return []
     data_dir = DataDir(settings.data_dir)
     state = data_dir.read_state()
@@ -49,6 +50,7 @@ def dataset_status(settings: Settings, now: datetime | None = None) -> list[dict
             "freshness": _age(newest, now),
             "state": state.get("datasets", {}).get(row["dataset"], {}),
             "api_processed_at": _api_processed_at(state.get("datasets", {}).get(row["dataset"], {})),
+            "version": row.get("version"),
         })
     return out
 
@@ -73,7 +75,7 @@ def status(settings: Settings, as_json: bool) -> None:
     """Show each raw dataset: rows, date range, last successful run and freshness."""
     rows = dataset_status(settings)
     if as_json:
-        click.echo(json.dumps({"data_dir": str(settings.data_dir), "datasets": rows}, indent=2,
+        click.echo(json.dumps({"data_dir": settings.data_url, "datasets": rows}, indent=2,
                               default=_json_default))
         return
     if not rows:
@@ -82,12 +84,12 @@ def status(settings: Settings, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Data dir {settings.data_dir}")
-    for column in ("dataset", "rows", "from", "to", "last run (UTC)", "freshness", "API processed at"):
+    table = Table(title=f"Data dir {settings.data_url}")
+    for column in ("dataset", "rows", "from", "to", "last run (UTC)", "freshness", "API processed at", "version"):
         table.add_column(column, justify="right" if column == "rows" else "left")
     for r in rows:
         table.add_row(r["dataset"], f"{r['rows']:,}", str(r["min_date"] or "-"), str(r["max_date"] or "-"),
-                      str(r["last_run_at"] or "never"), r["freshness"], r["api_processed_at"] or "-")
+                      str(r["last_run_at"] or "never"), r["freshness"], r["api_processed_at"] or "-", str(r["version"]))
     sink = io.StringIO()
     Console(file=sink, width=200).print(table)
     click.echo(sink.getvalue(), nl=False)

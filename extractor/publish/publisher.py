@@ -84,6 +84,15 @@ def _remove_dropped_marts(marts_dir: Path, bi_dir: Path, current: set[str]) -> N
                 stale.unlink()
 
 
+def publish_to_storage(settings: Settings, marts_dir: Path, bi_dir: Path) -> None:
+    """A data dir on object storage gets the outputs beside its raw tables (<url>/marts, <url>/bi)."""
+    from ..lake import is_remote, join, upload_folder
+
+    if is_remote(settings.data_dir):
+        for folder in (marts_dir, bi_dir):
+            upload_folder(folder, join(settings.data_url, folder.name))
+
+
 def publish(
     settings: Settings,
     formats: set[str] | None = None,
@@ -165,6 +174,7 @@ def publish(
             "marts": {m.name: m.rows for m in marts},
             "outputs": {k: [str(p) for p in v] for k, v in result.outputs.items()},
         }, indent=2) + "\n")
+        publish_to_storage(settings, marts_dir, bi_dir)
         return result
     finally:
         con.close()

@@ -6,11 +6,11 @@ no secret reaches the output, the logs or the Parquet files."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
+
+from extractor.schemas import DATASETS
 
 MODERATE = "429:0.08,500:0.04,502:0.02,503:0.04,reset:0.03,truncate:0.04,expire-url:0.2,job-error:0.1,retry-after-date:0.3"
 
@@ -23,8 +23,12 @@ def content(run, dataset: str) -> list[tuple]:
 
 
 def snapshot(data_dir: Path) -> dict[str, str]:
-    files = list((data_dir / "raw").rglob("*.parquet")) + [data_dir / "state" / "state.json"]
-    return {str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    """What a reader sees: each Delta table's version and files, and the state in its commits."""
+    from extractor.dataset import DataDir
+
+    dd = DataDir(data_dir)
+    return {name: f"{dd.table(name).version()} {dd.data_files(name)}" for name in DATASETS} | {
+        "state": repr(dd.read_state())}
 
 
 @pytest.fixture
@@ -101,11 +105,11 @@ def test_secrets_never_reach_output_logs_or_files(sandbox_factory, make_cli, tmp
     assert "DEBUG" in text  # the verbose log was on
     for secret in ("sandbox-secret", "sandbox-pat", "X-Amz-Signature", "Bearer ey", "access_token="):
         assert secret not in text, secret
-    for path in list((run.data_dir / "raw").rglob("*.parquet")) + list((run.data_dir / "state").glob("*.json")):
+    for path in [p for p in (run.data_dir / "raw").rglob("*") if p.is_file()] + list((run.data_dir / "state").glob("*.json")):
         if path.name == "token.json":
             continue
         blob = path.read_bytes()
         for secret in (b"sandbox-secret", b"sandbox-pat", b"X-Amz-Signature", b"sandbox-downloads"):
             assert secret not in blob, (path, secret)
-    sources = set(pq.read_table(next((run.data_dir / "raw" / "tokenflex_usage").rglob("part.parquet")))["_source"].to_pylist())
+    sources = set(run.read("tokenflex_usage")["_source"].to_pylist())
     assert all("?" not in s for s in sources)
