@@ -2,7 +2,7 @@
 
 ``run_build(settings)`` is ``dbt build --project-dir dbt_project --profiles-dir profiles``
 with the data dir wired in (env ``APS_USAGE_DATA_DIR``; dbt's target and log folders under
-``<data-dir>/dbt/``), one progress line per finished node, and a ``BuildError`` naming the
+``<data-dir>/dbt/``), a line per finished node with -v (failed nodes always), and a ``BuildError`` naming the
 failing node when anything fails. ``generate_docs(settings)`` writes the dbt docs site to
 ``<data-dir>/docs``.
 """

@@ -134,7 +134,7 @@ def run_demo(
                 raise InputError(f"{downloads}: the sandbox wrote no user_metadata file")
             report = import_paths(settings, metadata)
             result.imported = {"files": [str(p) for p in metadata], "result": report}
-            step.counts = {"files written": len(result.downloads), "metadata rows": report.rows}
+            step.counts = {"files": len(result.downloads), "metadata rows": report.rows}
 
         with steps.step("Building the marts with dbt (DuckDB)") as step:
             build = run_build(settings, target="duckdb")
@@ -159,7 +159,7 @@ def build_counts(build) -> dict[str, int]:
         kind = node.resource_type.split(".")[-1].lower().replace("_", " ")
         if kind != "operation":  # the project's on-run-end hook, not a node of the graph
             counts[kind] = counts.get(kind, 0) + 1
-    return {f"{kind}s" if n != 1 else kind: n for kind, n in counts.items()}
+    return {f"{kind}s": n for kind, n in counts.items()}
 
 
 def source_rows(data_dir: Path) -> dict[str, int]:

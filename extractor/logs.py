@@ -134,7 +134,8 @@ class Step:
     detail: str = ""
 
     def line(self) -> str:
-        counts = ", ".join(f"{value:,} {key}" for key, value in self.counts.items())
+        counts = ", ".join(f"{value:,} {key[:-1] if value == 1 and key.endswith('s') else key}"
+                           for key, value in self.counts.items())
         mark = {"ok": "ok", "skipped": "skipped", "failed": "FAILED"}.get(self.outcome, self.outcome)
         parts = [f"{self.name}: {mark}"] + ([counts] if counts else []) + ([self.detail] if self.detail else [])
         return f"{' - '.join(parts)} ({self.seconds:.1f}s)"

@@ -27,8 +27,8 @@ def build_command(ctx: click.Context, target: str, var_pairs: tuple[str, ...], s
     """Model the raw dataset with dbt: staging, core facts and dimensions, marts, and all tests.
 
     Runs `dbt build` in-process on <data-dir>/raw; the marts land in schema `marts` of
-    <data-dir>/warehouse.duckdb (or Spark database `marts`). Prints one line per finished
-    node and a summary; exits 6 naming the failing model or test."""
+    <data-dir>/warehouse.duckdb (or Spark database `marts`). Prints a summary (with -v also
+    one line per finished node); exits 6 naming the failing model or test."""
     settings = _settings(ctx)
     result = run_build(settings, target=target, vars=parse_vars(var_pairs), select=list(select),
                        exclude=list(exclude), full_refresh=full_refresh)

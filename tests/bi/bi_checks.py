@@ -94,8 +94,9 @@ def read_tmdl_tables(definition: Path) -> dict[str, dict]:
                 in_source = False
             elif m := re.match(r"^\t\tdataType: (\w+)$", line):
                 table["columns"][current] = m.group(1)
-            elif m := re.match(r"^\tmeasure (.+?) = ", line):
+            elif m := re.match(r"^\tmeasure ('(?:[^']|'')+'|\S+) = (.*)$", line):
                 table["measures"].add(_unquote(m.group(1)))
+                table.setdefault("dax", {})[_unquote(m.group(1))] = m.group(2)
                 current = None
             elif re.match(r"^\tpartition ", line):
                 current = None
@@ -172,6 +173,8 @@ def visual_fields(report: Path) -> list[tuple[Path, str, str, str]]:
 
 
 def check_visual_fields(project: Path) -> list[str]:
+    """Every field a visual projects, every column a measure's DAX names and both ends of
+    every relationship exist in the TMDL model (relationship ends with the same type)."""
     definition = project / "aps-usage.SemanticModel" / "definition"
     tables = read_tmdl_tables(definition)
     problems = []
@@ -183,6 +186,12 @@ def check_visual_fields(project: Path) -> list[str]:
             problems.append(f"{where}: column {table}.{prop} not in the model")
         elif kind == "Measure" and prop not in tables[table]["measures"]:
             problems.append(f"{where}: measure {table}.{prop} not in the model")
+    for table_name, table in tables.items():  # the columns each measure's DAX names
+        for measure, dax in table.get("dax", {}).items():
+            for ref_table, ref_col in re.findall(r"('(?:[^']|'')+'|\w+)\[([^\]]+)\]", dax):
+                if ref_col not in tables.get(_unquote(ref_table), {}).get("columns", {}):
+                    problems.append(f"tables/{table_name}.tmdl: measure {measure} uses {_unquote(ref_table)}[{ref_col}], "
+                                    "not in the model")
     for left_table, left_col, right_table, right_col in read_tmdl_relationships(definition):
         for table, col in ((left_table, left_col), (right_table, right_col)):
             if col not in tables.get(table, {}).get("columns", {}):

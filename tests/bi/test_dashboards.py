@@ -144,12 +144,17 @@ def test_a_visual_or_relationship_using_a_missing_field_is_reported(published, t
     text = visual.read_text(encoding="utf-8")
     measure = re.search(r'"Property": "([^"]+)"', text.split('"Measure"', 1)[1]).group(1)
     visual.write_text(text.replace(f'"Property": "{measure}"', '"Property": "No such measure"'), encoding="utf-8")
+    seats = definition(project) / "tables" / "license_utilization.tmdl"
+    seats.write_text(seats.read_text(encoding="utf-8").replace("SUM('license_utilization'[seats_in_use])",
+                                                               "SUM('license_utilization'[seats_used])", 1),
+                     encoding="utf-8")
     rel = definition(project) / "relationships.tmdl"
     rel.write_text(rel.read_text(encoding="utf-8").replace("toColumn: Team.team_name", "toColumn: Team.team"),
                    encoding="utf-8")
     problems = bi_checks.check_visual_fields(project)
     assert any(visual.parent.name in p and "No such measure" in p for p in problems), problems
     assert any("Team.team not in the model" in p for p in problems), problems
+    assert any("measure Seats in use uses license_utilization[seats_used]" in p for p in problems), problems
 
 
 def test_every_power_query_expression_parses(published):

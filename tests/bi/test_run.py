@@ -136,3 +136,14 @@ def test_run_refuses_unknown_sources(run_env, tmp_path):
     result = aps_run("http://127.0.0.1:9", tmp_path / "data", "--sources", "premium,flexx")
     assert result.exit_code == 2
     assert "--sources: unknown source(s) flexx" in result.output
+
+
+def test_run_without_credentials_exits_3_and_the_summary_says_so(run_env, monkeypatch, tmp_path):
+    for key in ("APS_CLIENT_ID", "APS_CLIENT_SECRET", "APS_PAT"):
+        monkeypatch.delenv(key)
+    result = aps_run("http://127.0.0.1:9", tmp_path / "data")
+    assert result.exit_code == 3, result.output
+    summary = last_run(tmp_path / "data")
+    assert (summary["outcome"], summary["exit_code"], summary["failed_step"]) == ("failed", 3, "Extract Premium Reporting")
+    assert "no credentials" in summary["error"]
+    assert [s["name"] for s in summary["steps"]] == ["Extract Premium Reporting"]  # nothing after a failed step
