@@ -23,7 +23,11 @@ test: $(STAMP)
 # ruff for Python, sqlfluff (dbt templater: compiles the project on an empty data dir) for SQL
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	APS_USAGE_DATA_DIR=$$(mktemp -d) $(VENV)/bin/sqlfluff lint dbt_project/models
+	@# the templater compiles every model, and a source resolves only where its (empty) Delta
+	@# table exists; sqlfluff only warns about a model it could not compile, so that fails here
+	tmp=$$(mktemp -d) && $(PY) -c "import sys; from extractor.dataset import DataDir; DataDir(sys.argv[1]).ensure_tables()" $$tmp \
+	  && { APS_USAGE_DATA_DIR=$$tmp $(VENV)/bin/sqlfluff lint dbt_project/models > $$tmp/sqlfluff.log 2>&1; rc=$$?; \
+	       cat $$tmp/sqlfluff.log; [ $$rc -eq 0 ] && ! grep -q "Skipped file" $$tmp/sqlfluff.log; }
 	$(PY) -m extractor.generate --check
 
 bench: $(STAMP)
