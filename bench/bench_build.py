@@ -2,8 +2,10 @@
 
 Prints, all measured in this run on this machine:
 - full build time (models and seeds, `aps-usage build` API) on N usage rows (default 10 million);
-- the same compiled SQL executed straight on DuckDB (no dbt): ratio = dbt overhead;
+- the same compiled SQL executed straight on DuckDB (no dbt), raw.<dataset> registered as
+  dbt's on-run-start hook does (timed apart too): ratio = dbt overhead;
 - incremental builds after one new day of usage vs the full build: ``--new-days`` days (3)
+  (each one more append commit to the premium_usage Delta table)
   are added one after another and each build is timed (the first opens a new month), since
   one run of a few seconds varies by +-10% on a 2-core machine;
 - the data tests' time on the full data, reported apart.
@@ -29,14 +31,15 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
+from deltalake import write_deltalake
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 
 from extractor.build import run_build  # noqa: E402
 from extractor.config import Settings  # noqa: E402
-from extractor.dataset import DataDir, full_schema  # noqa: E402
+from extractor.dataset import MONTH_COLUMN, DataDir, full_schema, table_schema  # noqa: E402
 from extractor.schemas import DATASETS  # noqa: E402
 
 END = dt.date(2026, 10, 31)
@@ -58,16 +61,23 @@ def _strings(values: list[str], index: np.ndarray) -> pa.Array:
     return pa.array(np.array(values, dtype=object)[index], pa.string())
 
 
-def _write(folder: Path, name: str, table: pa.Table) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, folder / name, row_group_size=1_000_000)
+def _append(dd: DataDir, dataset: str, table: pa.Table) -> None:
+    """Append rows (the dataset's columns and meta columns) to its Delta table, in the
+    extractor's layout: partition column ``_month`` ("YYYY-MM" of the date column) where the
+    dataset has a date. One commit, a file per month touched."""
+    spec = DATASETS[dataset]
+    if spec.date_column:
+        months = pc.strftime(table.column(spec.date_column).cast(pa.timestamp("s")), "%Y-%m")
+        table = table.append_column(pa.field(MONTH_COLUMN, pa.string()), months)
+    write_deltalake(dd.table_uri(dataset), table.cast(table_schema(spec)), mode="append")
 
 
 def synthesize(data_dir: Path, rows: int, users: int, seed: int = 1) -> dict:
-    """Raw Parquet in the extractor's layout: premium_usage (90%) and tokenflex_usage (10%) rows."""
+    """The raw Delta tables, as the extractor writes them: premium_usage (90%) and
+    tokenflex_usage (10%) rows."""
     rng = np.random.default_rng(seed)
     dd = DataDir(data_dir)
-    dd.ensure_schema_files()
+    dd.ensure_tables()
     extracted = pa.scalar(dt.datetime(2026, 11, 1, tzinfo=dt.UTC), pa.timestamp("us", tz="UTC"))
     user_ids = [f"U{i:07d}" for i in range(users)]
     emails = [f"user{i}@bench.example" for i in range(users)]
@@ -110,11 +120,7 @@ def synthesize(data_dir: Path, rows: int, users: int, seed: int = 1) -> dict:
         columns = {name: (table.column(name) if name in table.column_names else pa.nulls(n, spec.columns[name]))
                    for name in spec.columns}
         columns.update(lineage(n, "premium_usage"))
-        full = pa.table(columns, schema=full_schema(spec))
-        months = pa.compute.strftime(full.column("usage_date").cast(pa.timestamp("s")), "%Y-%m")
-        for month in sorted(set(months.to_pylist())):
-            part = full.filter(pa.compute.equal(months, month))
-            _write(dd.raw_dir / "premium_usage" / f"month={month}", f"bench-{first // chunk:03d}.parquet", part)
+        _append(dd, "premium_usage", pa.table(columns, schema=full_schema(spec)))
 
     spec = DATASETS["tokenflex_usage"]
     n = rows - premium_rows
@@ -135,10 +141,7 @@ def synthesize(data_dir: Path, rows: int, users: int, seed: int = 1) -> dict:
     }
     columns = {name: base.get(name, pa.nulls(n, spec.columns[name])) for name in spec.columns}
     columns.update(lineage(n, "tokenflex_usage"))
-    full = pa.table(columns, schema=full_schema(spec))
-    months = pa.compute.strftime(full.column("usage_date").cast(pa.timestamp("s")), "%Y-%m")
-    for month in sorted(set(months.to_pylist())):
-        _write(dd.raw_dir / "tokenflex_usage" / f"month={month}", "bench.parquet", full.filter(pa.compute.equal(months, month)))
+    _append(dd, "tokenflex_usage", pa.table(columns, schema=full_schema(spec)))
 
     # seats, subscriptions and metadata for every user (small next to the usage)
     spec = DATASETS["premium_users"]
@@ -147,13 +150,13 @@ def synthesize(data_dir: Path, rows: int, users: int, seed: int = 1) -> dict:
             "email": pa.array(emails, pa.string()), "offering_name": _strings(["AEC Collection", "AutoCAD", "Flex"], idx % 3)}
     columns = {name: base.get(name, pa.nulls(users, spec.columns[name])) for name in spec.columns}
     columns.update(lineage(users, "premium_users"))
-    _write(dd.raw_dir / "premium_users", "part.parquet", pa.table(columns, schema=full_schema(spec)))
+    _append(dd, "premium_users", pa.table(columns, schema=full_schema(spec)))
     spec = DATASETS["user_metadata"]
     base = {"email": pa.array(emails, pa.string()), "department": _strings(["Design", "Build", "Ops"], idx % 3),
             "cost_center": _strings(["CC1", "CC2", "CC3", "CC4"], idx % 4), "project": _strings(["A;B", "B", "C"], idx % 3)}
     columns = {name: base.get(name, pa.nulls(users, spec.columns[name])) for name in spec.columns}
     columns.update(lineage(users, "user_metadata"))
-    _write(dd.raw_dir / "user_metadata", "part.parquet", pa.table(columns, schema=full_schema(spec)))
+    _append(dd, "user_metadata", pa.table(columns, schema=full_schema(spec)))
     spec = DATASETS["premium_subscriptions"]
     offers = ["AEC Collection", "AutoCAD", "Revit"]
     base = {"team_name": pa.array([t for t in TEAMS for _ in offers], pa.string()),
@@ -164,7 +167,7 @@ def synthesize(data_dir: Path, rows: int, users: int, seed: int = 1) -> dict:
     k = len(TEAMS) * len(offers)
     columns = {name: base.get(name, pa.nulls(k, spec.columns[name])) for name in spec.columns}
     columns.update(lineage(k, "premium_subscriptions"))
-    _write(dd.raw_dir / "premium_subscriptions", "part.parquet", pa.table(columns, schema=full_schema(spec)))
+    _append(dd, "premium_subscriptions", pa.table(columns, schema=full_schema(spec)))
     return {"premium_usage": premium_rows, "tokenflex_usage": rows - premium_rows, "users": users}
 
 
@@ -195,8 +198,7 @@ def add_one_day(data_dir: Path, rows: int, users: int, number: int = 1) -> int:
     extracted = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     columns["_extracted_at"] = pa.array([extracted] * n, pa.timestamp("us", tz="UTC"))
     columns["_row_hash"] = pa.array([f"new{number:03d}{i:026x}" for i in range(n)], pa.string())
-    _write(DataDir(data_dir).raw_dir / "premium_usage" / f"month={day:%Y-%m}", f"bench-new-day-{number}.parquet",
-           pa.table(columns, schema=full_schema(spec)))
+    _append(DataDir(data_dir), "premium_usage", pa.table(columns, schema=full_schema(spec)))
     return n
 
 
@@ -229,8 +231,26 @@ def compiled_models(target_dir: Path) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def run_compiled_sql(models, baseline_dir: Path, dbt_warehouse: Path) -> float:
-    """The models' compiled SQL straight on a fresh DuckDB file named like dbt's (same references)."""
+def register_raw(con: duckdb.DuckDBPyConnection, data_dir: Path, raw_views: dict[str, str]) -> float:
+    """Make raw.<dataset> readable the way dbt's on-run-start hook did in the dbt warehouse
+    (register_raw_sources.sql): the same view where it made a view, else a copy of the Delta
+    table's current version (what dbt-duckdb's delta plugin does). Returns the seconds."""
+    started = time.perf_counter()
+    con.execute("create schema if not exists raw")
+    dd = DataDir(data_dir)
+    for name in DATASETS:
+        if name in raw_views:
+            con.execute(raw_views[name])
+        else:
+            con.register("delta_source", dd.table(name).to_pyarrow_dataset())
+            con.execute(f"create or replace table raw.{name} as select * from delta_source")
+            con.unregister("delta_source")
+    return time.perf_counter() - started
+
+
+def run_compiled_sql(models, baseline_dir: Path, dbt_warehouse: Path, data_dir: Path) -> tuple[float, float]:
+    """The raw registration and the models' compiled SQL straight on a fresh DuckDB file
+    named like dbt's (same references): (total seconds, of which the raw registration)."""
     baseline_dir.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(baseline_dir / "warehouse.duckdb"))
     try:
@@ -238,8 +258,11 @@ def run_compiled_sql(models, baseline_dir: Path, dbt_warehouse: Path) -> float:
         for schema in ("staging", "intermediate", "marts"):
             con.execute(f"create schema if not exists {schema}")
         con.execute("create table staging.product_catalog as select * from dbt_copy.staging.product_catalog")
+        raw_views = dict(con.execute("select view_name, sql from duckdb_views() where database_name = 'dbt_copy' "
+                                     "and schema_name = 'raw'").fetchall())
         con.execute("detach dbt_copy")
         started = time.perf_counter()
+        raw_seconds = register_raw(con, data_dir, raw_views)
         per_model = []
         for schema, name, materialized, sql in models:
             kind = "view" if materialized in ("view", "ephemeral") else "table"
@@ -249,7 +272,7 @@ def run_compiled_sql(models, baseline_dir: Path, dbt_warehouse: Path) -> float:
         total = time.perf_counter() - started
         slowest = ", ".join(f"{name} {secs:.1f}s" for secs, name in sorted(per_model, reverse=True)[:5])
         print(f"slowest models (direct SQL): {slowest}")
-        return total
+        return total, raw_seconds
     finally:
         con.close()
 
@@ -278,6 +301,11 @@ def compare_with_full_refresh(data_dir: Path, copy_dir: Path) -> None:
     con.close()
     print(f"incremental warehouse vs a --full-refresh of the same data: {len(tables)} tables compared, "
           + (f"DIFFERENT: {', '.join(differing)}" if differing else "all equal row for row"))
+
+
+def _hook_seconds(result) -> float:
+    """Seconds of the on-run-start hooks (the raw registration) in a dbt result."""
+    return sum(node.seconds for node in result.nodes if node.resource_type == "operation")
 
 
 def _slowest(result, n: int = 6) -> str:
@@ -309,7 +337,7 @@ def main() -> None:
         full = time.perf_counter() - t
 
         models = compiled_models(data_dir / "dbt" / "target")
-        direct = run_compiled_sql(models, work / "baseline", settings.warehouse_path)
+        direct, direct_raw = run_compiled_sql(models, work / "baseline", settings.warehouse_path, data_dir)
 
         t = time.perf_counter()
         run_build(settings, select=["resource_type:test"])
@@ -331,6 +359,8 @@ def main() -> None:
         print(f"usage rows: {args.rows:,}; fct_daily_usage rows: {fct_rows:,}; models: {len(models)}")
         print(f"full build (models + seeds via dbt):     {full:8.1f}s")
         print(f"same compiled SQL straight on DuckDB:    {direct:8.1f}s   dbt/direct ratio = {full / direct:.2f}")
+        print(f"  of which raw.<dataset> registered:     {direct_raw:8.1f}s   (on-run-start hook in dbt: "
+              f"full {_hook_seconds(full_result):.1f}s, last incremental {_hook_seconds(incremental_result):.1f}s)")
         print(f"data tests on the full data:             {tests:8.1f}s")
         for number, seconds in enumerate(incrementals, 1):
             print(f"incremental build after new day {number} ({new_rows:,} rows): {seconds:8.1f}s   "

@@ -25,12 +25,14 @@ README_END = "<!-- datasets: end -->"
 
 def source_read_config(spec: DatasetSpec) -> dict:
     """How dbt reads one raw dataset: the source table's config, the one place to change the
-    read method. Each dataset is a Delta table (extractor/dataset.py): DuckDB reads its current
-    version through dbt-duckdb's stock ``delta`` plugin (deltalake's Arrow dataset of exactly
-    the files of that version; credentials for object storage from the environment), copied
+    read method. Each dataset is a Delta table (extractor/dataset.py). On object storage DuckDB
+    reads its current version through dbt-duckdb's stock ``delta`` plugin (deltalake's Arrow
+    dataset of exactly the files of that version; credentials from the environment), copied
     into table raw.<dataset> of the warehouse once per build by the on-run-start hook, so
     the staging views still read after the run (a view over a registered Arrow dataset does
-    not outlive dbt's connection); Spark reads the same files as Parquet
+    not outlive dbt's connection). In a local data dir the hook makes raw.<dataset> a view
+    over the same files first, which the plugin then leaves alone (save_mode ignore): the
+    copy cost every build seconds (docs/design.md). Spark reads the same files as Parquet
     (macros/register_raw_sources.sql)."""
     return {"meta": {"plugin": "delta",
                      "delta_table_path": ("{{ env_var('APS_USAGE_DATA_URL', env_var('APS_USAGE_DATA_DIR', 'data')) }}"
