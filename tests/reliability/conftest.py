@@ -270,3 +270,7 @@ def pytest_terminal_summary(terminalreporter):
 
 def dump(obj) -> str:
     return json.dumps(obj, indent=1, default=str)[:2000]
+
+
+# the object-storage stand-ins (moto's S3 server), for the reliability cases that run on S3 too
+from tests.storage.conftest import s3_server, s3_url  # noqa: E402,F401
