@@ -152,11 +152,11 @@ def _usage_csv(folder, rows: int):
     return put(folder, "usage.csv", HEADER + "\n" + body + "\n")
 
 
-def _released_when_both_wait(release, timeout: float = 120) -> None:
-    """Both writers have written their files and wait before committing: let them commit."""
+def _released_when_all_wait(release, writers: int = 2, timeout: float = 120) -> None:
+    """Every writer has written its files and waits before committing: let them commit."""
     deadline = time.monotonic() + timeout
-    while len(list(release.parent.glob(release.name + ".*"))) < 2:
-        assert time.monotonic() < deadline, "the two writers never both reached the commit"
+    while len(list(release.parent.glob(release.name + ".*"))) < writers:
+        assert time.monotonic() < deadline, f"the {writers} writers never all reached the commit"
         time.sleep(0.05)
     release.touch()
 
@@ -194,7 +194,7 @@ def test_two_machines_import_the_same_file_at_once_locally(fast_env, tmp_path):
     threads = [threading.Thread(target=machine, args=(name,)) for name in ("a", "b")]
     for t in threads:
         t.start()
-    _released_when_both_wait(release)
+    _released_when_all_wait(release)
     for t in threads:
         t.join(120)
     assert not errors, errors
@@ -212,7 +212,7 @@ def test_two_machines_import_the_same_file_at_once_on_s3(s3_url, sandbox, tmp_pa
                             {**pause, "APS_USAGE_WORK_DIR": str(tmp_path / f"machine-{name}")})
              for name in ("a", "b")]
     try:
-        _released_when_both_wait(release)
+        _released_when_all_wait(release)
     finally:
         results = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
@@ -247,3 +247,28 @@ def test_a_writer_that_keeps_losing_fails_with_one_line(fast_env, tmp_path, monk
     assert len(error_lines(result)) == 1 and "other writers kept committing" in error_lines(result)[0]
     assert attempts == ["premium_usage_files"] * 3
     assert fingerprint(data_dir) == before
+
+
+def test_four_machines_import_at_once_on_s3(s3_url, sandbox, tmp_path):
+    """Four machines import four files into one S3 data dir, committing at the same moment:
+    each commit that loses is made again (up to APS_USAGE_COMMIT_ATTEMPTS=5), so all four
+    succeed and the table holds each file's rows once."""
+    release = tmp_path / "release"
+    files = []
+    for i in range(4):
+        rows = "\n".join(f"Team {i},U{i}{j},u{i}_{j}@acme.example,F,L,2026-0{1 + i}-{1 + j % 28:02d},Revit,Flex,{j},flex,2026"
+                         for j in range(500))
+        files.append(put(tmp_path / "in", f"part{i}.csv", HEADER + "\n" + rows + "\n"))
+    pause = {"APS_USAGE_PAUSE_AT": "mid-commit", "APS_USAGE_PAUSE_UNTIL": str(release)}
+    procs = [subprocess_run(s3_url, sandbox.base_url, ["import", str(f)],
+                            {**pause, "APS_USAGE_WORK_DIR": str(tmp_path / f"machine-{i}")})
+             for i, f in enumerate(files)]
+    try:
+        _released_when_all_wait(release, writers=4)
+    finally:
+        results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, results
+    dd = DataDir(s3_url)
+    teams = dd.read("premium_usage_files").column("team_name").to_pylist()
+    assert sorted(set(teams)) == [f"Team {i}" for i in range(4)] and len(teams) == 4 * 500
+    assert [h["rows_added"] for h in dd.history("premium_usage_files")[:5]] == [500] * 4 + [None]  # the create
