@@ -16,8 +16,11 @@ same commit's metadata (``commitInfo["aps-usage"]``) and is read back from the t
 history, so the state never runs ahead of the rows, on local disk or object storage.
 
 Delta's commit is atomic (a new log entry created only if absent), so a killed writer leaves
-at most data files no commit names (``vacuum`` removes them), and two writers racing for the
-same version never corrupt: one wins, the other fails with a clear message.
+at most data files no commit names (``vacuum`` removes them). Every commit carries the same
+app transaction (a Delta ``txn`` action), so of two writers racing for a table (two machines;
+on one machine the local lock refuses the second) Delta accepts one and refuses the other,
+which commits again from the winner's version: its month hashes re-read, no row added twice;
+after a few lost attempts it fails with a clear message and writes nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -39,7 +43,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+import stamina
+from deltalake import CommitProperties, DeltaTable, Transaction as DeltaTransaction, write_deltalake
 from deltalake.transaction import AddAction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
@@ -57,6 +62,9 @@ except ImportError:  # pragma: no cover - Windows
 
 MONTH_COLUMN = "_month"  # the partition column ("YYYY-MM") of datasets with a date
 STATE_KEY = "aps-usage"  # commitInfo key holding the dataset's state after the commit
+APP_ID = "aps-usage"  # the app transaction (Delta ``txn`` action) of every commit: see _commit_properties
+# Commits made again when another writer committed first (then: LockedError, nothing written).
+COMMIT_ATTEMPTS = int(os.environ.get("APS_USAGE_COMMIT_ATTEMPTS", "5"))
 # Files no commit has needed for this long are deleted by vacuum (restore reaches that far back).
 VACUUM_RETENTION_HOURS = int(os.environ.get("APS_USAGE_VACUUM_RETENTION_HOURS", str(7 * 24)))
 # DuckDB's share of memory when it scans a table (stats, replace predicates).
@@ -82,9 +90,18 @@ class _Write:
 
 
 def crash_point(name: str) -> None:
-    """Fault injection for the crash-safety tests: die here, as SIGKILL would, when asked."""
+    """Fault injection for the reliability tests: die here, as SIGKILL would, when
+    APS_USAGE_CRASH_AT names this point; when APS_USAGE_PAUSE_AT does, leave a marker
+    ``<APS_USAGE_PAUSE_UNTIL>.<pid>-<thread>`` and wait (at most a minute) until the file
+    APS_USAGE_PAUSE_UNTIL exists, so a test can make two writers commit at the same moment."""
     if os.environ.get("APS_USAGE_CRASH_AT") == name:
         os.kill(os.getpid(), 9)
+    if os.environ.get("APS_USAGE_PAUSE_AT") == name:
+        release = Path(os.environ["APS_USAGE_PAUSE_UNTIL"])
+        Path(f"{release}.{os.getpid()}-{threading.get_ident()}").touch()
+        deadline = time.monotonic() + 60
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _now() -> datetime:
@@ -331,7 +348,7 @@ class DataDir:
         state.update(command=f"{command} --version {version}", rows_added=max(0, rows_then - rows_now),
                      rows_removed=max(0, rows_now - rows_then))
         try:
-            dt.restore(version, commit_properties=CommitProperties(custom_metadata={STATE_KEY: json.dumps(state, default=str)}))
+            dt.restore(version, commit_properties=_commit_properties(dt, state))
         except CommitFailedError as err:
             raise LockedError(f"{name}: another writer committed while restoring; run restore again ({err})") from None
 
@@ -351,10 +368,10 @@ class DataDir:
         """Hold the data dir for one writer on this machine. Waits up to ``wait`` seconds
         (default: env APS_USAGE_LOCK_WAIT, else 0), then LockedError.
 
-        Why a lock beside Delta's optimistic concurrency: two appends of the same file race
-        without conflicting in Delta (both are blind appends), and each would add the rows
-        the other did not see; and ``build`` holds it so dbt reads one version of every
-        table. Writers on different machines are guarded by Delta alone (see design.md)."""
+        Why a lock beside Delta's optimistic concurrency: a second writer on this machine is
+        refused at once instead of staging a whole file only to commit again after the first
+        (see ``_commit_with_retries``); and ``build`` holds it so dbt reads one version of
+        every table. Writers on different machines are guarded by Delta alone (see design.md)."""
         if wait is None:
             try:
                 wait = float(os.environ.get("APS_USAGE_LOCK_WAIT", "0"))
@@ -519,11 +536,12 @@ class Transaction:
         release_memory()
         for dataset in [*self._writes, *(d for d in self._state_changes if d not in self._writes)]:
             try:
-                self.rows_written[dataset] = self._commit_dataset(DATASETS[dataset], self._writes.get(dataset, []))
+                self.rows_written[dataset] = self._commit_with_retries(dataset)
             except (pa.ArrowInvalid, duckdb.InvalidInputException, duckdb.IOException, OSError, DeltaError) as err:
                 if isinstance(err, CommitFailedError):
-                    raise LockedError(f"{dataset}: another writer committed to this table at the same time; "
-                                      f"nothing of this run was written to it, run again ({str(err).splitlines()[0]})") from None
+                    raise LockedError(f"{dataset}: other writers kept committing to this table at the same time "
+                                      f"({COMMIT_ATTEMPTS} attempts); nothing of this run was written to it, run again "
+                                      f"({str(err).splitlines()[0]})") from None
                 if "KeyboardInterrupt" in str(err):  # Ctrl-C while delta-rs pulled from our reader
                     raise KeyboardInterrupt from None
                 raise _unreadable_error(self.dd.table(dataset), err) from None
@@ -532,6 +550,21 @@ class Transaction:
                     raise
                 raise KeyboardInterrupt from None  # Ctrl-C inside a DuckDB query: "Interrupted.", exit 130
             crash_point("after-commit")
+
+    def _commit_with_retries(self, dataset: str) -> int:
+        """Commit the dataset's staged rows; when another writer (another machine: the local
+        lock does not reach it) committed to the table meanwhile, Delta refuses this commit
+        (every commit carries the same app transaction, see ``_commit_properties``), and it is
+        made again from the table's new version: the month's hashes re-read, so a row the other
+        writer added is not added twice."""
+        for attempt in stamina.retry_context(on=CommitFailedError, attempts=COMMIT_ATTEMPTS, timeout=None,
+                                             wait_initial=0.2, wait_max=5.0):
+            with attempt:
+                if attempt.num > 1:
+                    log.info("%s: another writer committed first; committing again from its version (attempt %d)",
+                             dataset, attempt.num)
+                return self._commit_dataset(DATASETS[dataset], self._writes.get(dataset, []))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _commit_dataset(self, spec: DatasetSpec, writes: list[_Write]) -> int:
         dd = self.dd
@@ -614,7 +647,7 @@ class Transaction:
             "command": self.command,
         }
         info["rows_removed"] = removed
-        properties = CommitProperties(custom_metadata={STATE_KEY: json.dumps(info, default=str)})
+        properties = _commit_properties(dt, info)
         if not (everything or predicate) and schema.equals(existing_schema, check_metadata=False):
             # An append of known columns: each month's file written here (streamed, a row
             # group at a time) and committed with its add action. delta-rs's own writer holds
@@ -624,7 +657,7 @@ class Transaction:
             info["rows_added"] = added[0]
             dt.create_write_transaction(
                 actions, mode="append", schema=schema, partition_by=[MONTH_COLUMN] if spec.date_column else None,
-                commit_properties=CommitProperties(custom_metadata={STATE_KEY: json.dumps(info, default=str)}))
+                commit_properties=_commit_properties(dt, info))
             return rows_before + added[0]
         # with a replace (or new columns): delta-rs's predicate overwrite / schema merge; it
         # counts the rows added into the commit's operationMetrics (history)
@@ -724,6 +757,16 @@ def _unreadable_error(dt: DeltaTable | None, err: Exception) -> Exception:
             return UsageError(f"{path}: not a readable Parquet file ({detail}); restore an earlier version "
                               "with 'aps-usage restore', or extract or import that month again")
     return err
+
+
+def _commit_properties(dt: DeltaTable, info: dict[str, Any]) -> CommitProperties:
+    """The state in the commit's metadata, and the app transaction every aps-usage commit
+    carries: delta-rs refuses a commit when one committed since the version it read carries
+    the same app id (Delta's conflict check on ``txn`` actions). Without it, two appends of
+    the same file by two machines are blind appends that never conflict, and each adds the
+    rows the other added."""
+    txn = DeltaTransaction(APP_ID, dt.version() + 1, int(time.time() * 1000))
+    return CommitProperties(custom_metadata={STATE_KEY: json.dumps(info, default=str)}, app_transactions=[txn])
 
 
 def _count(dt: DeltaTable) -> int:

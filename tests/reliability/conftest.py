@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -43,7 +44,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def fast_environ() -> dict[str, str]:
     """The environment of a subprocess run: this process's, plus the fast settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("APS_", "PYTEST_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("APS_", "PYTEST_")) or k == "APS_USAGE_WORK_DIR"}  # S3 runs: this machine's work dir
     env.update(FAST_ENV)
     return env
 
@@ -160,26 +162,31 @@ def content(data_dir: Path, dataset: str) -> list[tuple]:
     return sorted(zip(*[table.column(n).to_pylist() for n in names]), key=repr)
 
 
-def fingerprint(data_dir: Path) -> dict[str, str]:
+def fingerprint(data_dir: Path | str) -> dict[str, str]:
     """What a reader sees: each table's version and the files it names, and every file under
-    state/ (the lock file aside) by content. Data files no commit names (left by a failed or
-    killed writer until vacuum) are invisible and not part of it."""
+    state/ (the lock file aside; this machine's state/ for a data dir on S3) by content. Data
+    files no commit names (left by a failed or killed writer until vacuum) are invisible and
+    not part of it."""
     out = {}
     dd = DataDir(data_dir)
     for name in DATASETS:
         dt = dd.table(name)
         if dt is not None:
             out[f"raw/{name}"] = f"version {dt.version()}: {sorted(dt.file_uris())}"
-    for p in sorted((Path(data_dir) / "state").rglob("*")):
+    for p in sorted(dd.state_dir.rglob("*")):
         if p.is_file() and p.name != "lock":
-            out[str(p.relative_to(data_dir))] = hashlib.sha256(p.read_bytes()).hexdigest()
+            out[str(p.relative_to(dd.root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 
 def stray_files(data_dir: Path) -> list[str]:
     """Files a reader of the current versions would fail on: named by a commit but missing
     or not readable Parquet."""
+    import io
+
     import pyarrow.parquet as pq
+
+    from extractor.lake import is_remote, read_bytes
 
     bad = []
     dd = DataDir(data_dir)
@@ -187,14 +194,14 @@ def stray_files(data_dir: Path) -> list[str]:
         dt = dd.table(name)
         for uri in dt.file_uris() if dt is not None else []:
             try:
-                pq.read_metadata(uri.removeprefix("file://"))
+                pq.read_metadata(io.BytesIO(read_bytes(uri)) if is_remote(uri) else uri.removeprefix("file://"))
             except Exception:
                 bad.append(uri)
     return bad
 
 
-def leftover_transactions(data_dir: Path) -> list[str]:
-    tmp = Path(data_dir) / ".tmp"
+def leftover_transactions(data_dir: Path | str) -> list[str]:
+    tmp = DataDir(data_dir).tmp_dir
     return sorted(p.name for p in tmp.glob("tx-*")) if tmp.exists() else []
 
 
@@ -219,8 +226,8 @@ def follow_login(url: str) -> bool:
     return False
 
 
-def wait_for_lock_holder(data_dir: Path, pid: int, timeout: float = 60.0) -> None:
-    lock = data_dir / "state" / "lock"
+def wait_for_lock_holder(data_dir: Path | str, pid: int, timeout: float = 60.0) -> None:
+    lock = DataDir(data_dir).lock_path
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -270,3 +277,30 @@ def pytest_terminal_summary(terminalreporter):
 
 def dump(obj) -> str:
     return json.dumps(obj, indent=1, default=str)[:2000]
+
+
+# the object-storage stand-ins (moto's S3 server), for the reliability cases that run on S3 too
+from tests.storage.conftest import s3_server, s3_url  # noqa: E402,F401
+
+
+@pytest.fixture
+def place(request, tmp_path):
+    """``place(previous) -> data dir``: a copy of the local data dir ``previous``, in a local
+    folder, or under a fresh bucket on moto's S3 server when a test parametrizes it
+    indirectly with ``"s3"``: the Delta tables are uploaded as they are (their log names
+    files relative to the table)."""
+    def local(previous: Path) -> Path:
+        shutil.copytree(previous, tmp_path / "data")
+        return tmp_path / "data"
+
+    if getattr(request, "param", "local") == "local":
+        return local
+    url = request.getfixturevalue("s3_url")
+
+    def on_s3(previous: Path) -> str:
+        from extractor.lake import join, upload_folder
+
+        upload_folder(Path(previous) / "raw", join(url, "raw"))
+        return url
+
+    return on_s3

@@ -143,3 +143,132 @@ def test_second_writer_queues_with_lock_wait(slow_sandbox, sandbox, fast_env, tm
     assert len(content(data_dir, "premium_usage_files")) == 3
     assert content(data_dir, "tokenflex_usage") == content(alone, "tokenflex_usage")
     assert not stray_files(data_dir) and not leftover_transactions(data_dir)
+
+
+# -- two machines: no shared lock, Delta's conflict check alone --------------------------------
+def _usage_csv(folder, rows: int):
+    body = "\n".join(f"Acme,U{j},u{j}@acme.example,F,L,2026-0{1 + j % 3}-{1 + j % 28:02d},Revit,Flex,{j},flex,2026"
+                     for j in range(rows))
+    return put(folder, "usage.csv", HEADER + "\n" + body + "\n")
+
+
+def _released_when_all_wait(release, writers: int = 2, timeout: float = 120) -> None:
+    """Every writer has written its files and waits before committing: let them commit."""
+    deadline = time.monotonic() + timeout
+    while len(list(release.parent.glob(release.name + ".*"))) < writers:
+        assert time.monotonic() < deadline, f"the {writers} writers never all reached the commit"
+        time.sleep(0.05)
+    release.touch()
+
+
+def _each_row_once(dd: DataDir, rows: int) -> None:
+    table = dd.read("premium_usage_files")
+    hashes = table.column("_row_hash").to_pylist()
+    assert len(hashes) == rows + 3 and len(set(hashes)) == len(hashes), (len(hashes), len(set(hashes)))
+    history = dd.history("premium_usage_files")
+    assert [h["rows_added"] for h in history[:2]] == [0, rows], history[:2]  # the loser added nothing
+
+
+def test_two_machines_import_the_same_file_at_once_locally(fast_env, tmp_path):
+    """Two writers on one local folder that do not share the lock (two machines on a network
+    share): both read the table, both write the same rows, both commit at once. Delta refuses
+    the second commit, it is made again from the winner's version and adds nothing."""
+    from extractor.importing import read_table
+
+    data_dir, release, rows = tmp_path / "data", tmp_path / "release", 2000
+    ok(invoke(data_dir, None, "import", put(tmp_path / "in0", "usage.csv", GOOD)))
+    imported = read_table(_usage_csv(tmp_path / "in", rows))
+    fast_env.setenv("APS_USAGE_PAUSE_AT", "mid-commit")
+    fast_env.setenv("APS_USAGE_PAUSE_UNTIL", str(release))
+    errors = []
+
+    def machine(name: str) -> None:
+        dd = DataDir(data_dir)
+        dd.lock_path, dd.tmp_dir = tmp_path / f"{name}.lock", tmp_path / f"{name}-tmp"  # its own disk
+        try:
+            with dd.lock(f"import on {name}"), dd.transaction() as tx:
+                tx.write("premium_usage_files", imported.table, source=imported.source)
+        except Exception as err:  # noqa: BLE001 (reported by the assertion below)
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=machine, args=(name,)) for name in ("a", "b")]
+    for t in threads:
+        t.start()
+    _released_when_all_wait(release)
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    _each_row_once(DataDir(data_dir), rows)
+    assert not stray_files(data_dir)
+
+
+def test_two_machines_import_the_same_file_at_once_on_s3(s3_url, sandbox, tmp_path):
+    """The same on the S3 stand-in, as two processes with their own work dirs (two machines)."""
+    data_dir, release, rows = s3_url, tmp_path / "release", 2000
+    ok(invoke(data_dir, None, "import", put(tmp_path / "in0", "usage.csv", GOOD)))
+    csv = _usage_csv(tmp_path / "in", rows)
+    pause = {"APS_USAGE_PAUSE_AT": "mid-commit", "APS_USAGE_PAUSE_UNTIL": str(release)}
+    procs = [subprocess_run(data_dir, sandbox.base_url, ["import", str(csv)],
+                            {**pause, "APS_USAGE_WORK_DIR": str(tmp_path / f"machine-{name}")})
+             for name in ("a", "b")]
+    try:
+        _released_when_all_wait(release)
+    finally:
+        results = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    _each_row_once(DataDir(data_dir), rows)
+
+
+def test_a_writer_that_keeps_losing_fails_with_one_line(fast_env, tmp_path, monkeypatch):
+    """When every attempt loses to another writer, the run fails with one line (exit 5) and
+    leaves the table as the other writers made it."""
+    from deltalake.exceptions import CommitFailedError
+
+    import extractor.dataset as dataset
+
+    data_dir = tmp_path / "data"
+    ok(invoke(data_dir, None, "import", put(tmp_path / "in0", "usage.csv", GOOD)))
+    before = fingerprint(data_dir)
+    attempts = []
+
+    def always_loses(self, spec, writes):
+        attempts.append(spec.name)
+        raise CommitFailedError("Failed to commit transaction: Concurrent transaction failed.")
+
+    monkeypatch.setattr(dataset.Transaction, "_commit_dataset", always_loses)
+    monkeypatch.setattr(dataset, "COMMIT_ATTEMPTS", 3)
+    import stamina
+    stamina.set_testing(True, attempts=3)
+    try:
+        result = invoke(data_dir, None, "import", _usage_csv(tmp_path / "in", 10))
+    finally:
+        stamina.set_testing(False)
+    assert result.exit_code == 5, result.output
+    assert len(error_lines(result)) == 1 and "other writers kept committing" in error_lines(result)[0]
+    assert attempts == ["premium_usage_files"] * 3
+    assert fingerprint(data_dir) == before
+
+
+def test_four_machines_import_at_once_on_s3(s3_url, sandbox, tmp_path):
+    """Four machines import four files into one S3 data dir, committing at the same moment:
+    each commit that loses is made again (up to APS_USAGE_COMMIT_ATTEMPTS=5), so all four
+    succeed and the table holds each file's rows once."""
+    release = tmp_path / "release"
+    files = []
+    for i in range(4):
+        rows = "\n".join(f"Team {i},U{i}{j},u{i}_{j}@acme.example,F,L,2026-0{1 + i}-{1 + j % 28:02d},Revit,Flex,{j},flex,2026"
+                         for j in range(500))
+        files.append(put(tmp_path / "in", f"part{i}.csv", HEADER + "\n" + rows + "\n"))
+    pause = {"APS_USAGE_PAUSE_AT": "mid-commit", "APS_USAGE_PAUSE_UNTIL": str(release)}
+    procs = [subprocess_run(s3_url, sandbox.base_url, ["import", str(f)],
+                            {**pause, "APS_USAGE_WORK_DIR": str(tmp_path / f"machine-{i}")})
+             for i, f in enumerate(files)]
+    try:
+        _released_when_all_wait(release, writers=4)
+    finally:
+        results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, results
+    dd = DataDir(s3_url)
+    teams = dd.read("premium_usage_files").column("team_name").to_pylist()
+    assert sorted(set(teams)) == [f"Team {i}" for i in range(4)] and len(teams) == 4 * 500
+    assert [h["rows_added"] for h in dd.history("premium_usage_files")[:5]] == [500] * 4 + [None]  # the create

@@ -125,11 +125,15 @@ def _kill_points() -> list[tuple[str, float]]:
 KILLED: list[bool] = []
 
 
-@pytest.mark.parametrize("job_name,fraction", _kill_points(), ids=[f"{j}@{f}" for j, f in _kill_points()])
-def test_sigkill_at_a_random_moment(job_name, fraction, jobs, sandbox, fast_env, tmp_path):
+# On the S3 stand-in: the first two points (an extraction, an import); every point locally.
+KILL_CASES = [(j, f, "local") for j, f in _kill_points()] + [(j, f, "s3") for j, f in _kill_points()[:2]]
+
+
+@pytest.mark.parametrize("job_name,fraction,place", KILL_CASES, indirect=["place"],
+                         ids=[f"{j}@{f}-{w}" for j, f, w in KILL_CASES])
+def test_sigkill_at_a_random_moment(job_name, fraction, place, jobs, sandbox, fast_env, tmp_path):
     job = jobs[job_name]
-    data_dir = tmp_path / "data"
-    shutil.copytree(job.previous, data_dir)
+    data_dir = place(job.previous)
     proc = subprocess_run(data_dir, sandbox.base_url, job.args)
     time.sleep(job.seconds * fraction)
     killed = proc.poll() is None
@@ -151,14 +155,20 @@ def test_most_random_points_killed_a_running_process():
 CRASH_POINTS = ["staging", "before-commit", "mid-commit", "after-commit"]
 
 
-@pytest.mark.parametrize("job_name", ["extract premium", "import"])
-@pytest.mark.parametrize("point", CRASH_POINTS)
-def test_named_crash_point(point, job_name, jobs, sandbox, fast_env, tmp_path):
+# On the S3 stand-in: an API run (four datasets, a commit each) at every point but
+# before-commit, and an import before its commit (tests/storage kills an import at the others).
+NAMED_CASES = ([(p, j, "local") for j in ("extract premium", "import") for p in CRASH_POINTS]
+               + [(p, "extract premium", "s3") for p in ("staging", "mid-commit", "after-commit")]
+               + [("before-commit", "import", "s3")])
+
+
+@pytest.mark.parametrize("point,job_name,place", NAMED_CASES, indirect=["place"],
+                         ids=[f"{p}-{j}-{w}" for p, j, w in NAMED_CASES])
+def test_named_crash_point(point, job_name, place, jobs, sandbox, fast_env, tmp_path):
     """The writer dies (SIGKILL by itself) at a named point; nothing is visible before a
     table's commit, and the next run completes."""
     job = jobs[job_name]
-    data_dir = tmp_path / "data"
-    shutil.copytree(job.previous, data_dir)
+    data_dir = place(job.previous)
     before = fingerprint(data_dir)
     proc = subprocess_run(data_dir, sandbox.base_url, job.args, {"APS_USAGE_CRASH_AT": point})
     _, err = proc.communicate(timeout=120)
@@ -169,17 +179,17 @@ def test_named_crash_point(point, job_name, jobs, sandbox, fast_env, tmp_path):
     assert_recovered(job, data_dir, sandbox.base_url)
 
 
-CTRL_C_POINTS = [("extract premium", 0.5), ("extract tokenflex", 0.7), ("import", 0.4), ("import", 0.8)]
+CTRL_C_POINTS = [("extract premium", 0.5, "local"), ("extract tokenflex", 0.7, "local"), ("import", 0.4, "local"),
+                 ("import", 0.8, "local"), ("import", 0.5, "s3")]
 if os.environ.get("APS_RELIABILITY_CTRL_C_SWEEP"):  # every 5% of the import, to hunt for races
-    CTRL_C_POINTS = [("import", f / 20) for f in range(2, 20)]
+    CTRL_C_POINTS = [("import", f / 20, "local") for f in range(2, 20)]
 
 
-@pytest.mark.parametrize("job_name,fraction", CTRL_C_POINTS)
-def test_ctrl_c_stops_cleanly(job_name, fraction, jobs, sandbox, fast_env, tmp_path):
+@pytest.mark.parametrize("job_name,fraction,place", CTRL_C_POINTS, indirect=["place"])
+def test_ctrl_c_stops_cleanly(job_name, fraction, place, jobs, sandbox, fast_env, tmp_path):
     """SIGINT (Ctrl-C): "Interrupted.", exit 130, no traceback, nothing half-written; a re-run completes."""
     job = jobs[job_name]
-    data_dir = tmp_path / "data"
-    shutil.copytree(job.previous, data_dir)
+    data_dir = place(job.previous)
     started = time.monotonic()
     proc = subprocess_run(data_dir, sandbox.base_url, job.args)
     wait_for_lock_holder(data_dir, proc.pid)  # started working (Ctrl-C during Python's own start-up is not ours)
