@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 

@@ -23,10 +23,11 @@ import tempfile
 import threading
 import time
 import webbrowser
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -196,7 +197,7 @@ class Credentials:
     pat: str | None = None
 
     @classmethod
-    def from_env(cls) -> "Credentials":
+    def from_env(cls) -> Credentials:
         creds = cls(
             client_id=os.environ.get("APS_CLIENT_ID") or None,
             client_secret=os.environ.get("APS_CLIENT_SECRET") or None,
@@ -265,11 +266,11 @@ class Auth(httpx.Auth):
             register_secret(self._saved.get("refresh_token"))
 
     # wiring: ApiClient(settings, auth) calls attach(); auth then uses that client for tokens
-    def attach(self, api: "ApiClient") -> None:
+    def attach(self, api: ApiClient) -> None:
         self._api = api
 
     @property
-    def api(self) -> "ApiClient":
+    def api(self) -> ApiClient:
         if self._api is not None:
             return self._api
         if self._own_api is None:

@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +44,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import stamina
-from deltalake import CommitProperties, DeltaTable, Transaction as DeltaTransaction, write_deltalake
-from deltalake.transaction import AddAction
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import Transaction as DeltaTransaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.transaction import AddAction
 
 from . import lake
 from .errors import InputError, LockedError, UsageError
 from .logs import log
-from .rowhash import sql_ident as _ident, sql_str as _sql_str
+from .rowhash import sql_ident as _ident
+from .rowhash import sql_str as _sql_str
 from .schemas import DATASETS, META_COLUMNS, DatasetSpec
 from .staging import Staged, layout_schema, release_memory, stage
 
@@ -105,7 +107,7 @@ def crash_point(name: str) -> None:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def full_schema(spec: DatasetSpec) -> pa.Schema:
@@ -323,7 +325,7 @@ class DataDir:
             metrics = commit.get("operationMetrics") or {}
             out.append({
                 "version": commit.get("version"),
-                "at": datetime.fromtimestamp(commit["timestamp"] / 1000, timezone.utc).isoformat(timespec="seconds"),
+                "at": datetime.fromtimestamp(commit["timestamp"] / 1000, UTC).isoformat(timespec="seconds"),
                 "operation": commit.get("operation"),
                 "command": info.get("command", commit.get("operation", "").lower()),
                 "rows_added": info.get("rows_added", metrics.get("num_added_rows")),
@@ -364,7 +366,7 @@ class DataDir:
 
     # ---- locking -----------------------------------------------------------------------
     @contextmanager
-    def lock(self, purpose: str, wait: float | None = None) -> Iterator["DataDir"]:
+    def lock(self, purpose: str, wait: float | None = None) -> Iterator[DataDir]:
         """Hold the data dir for one writer on this machine. Waits up to ``wait`` seconds
         (default: env APS_USAGE_LOCK_WAIT, else 0), then LockedError.
 
@@ -451,7 +453,7 @@ class DataDir:
 
     # ---- transactions ------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator["Transaction"]:
+    def transaction(self) -> Iterator[Transaction]:
         self._require_lock()
         tx = Transaction(self)
         try:

@@ -71,7 +71,7 @@ def prepare_data_dir(data_dir: Path, options: dict[str, Any]) -> None:
         elif path.exists():
             path.unlink()
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"demo": True, "started": dt.datetime.now(dt.timezone.utc).isoformat(),
+    marker.write_text(json.dumps({"demo": True, "started": dt.datetime.now(dt.UTC).isoformat(),
                                   **options}, indent=2) + "\n", encoding="utf-8")
 
 

@@ -21,14 +21,23 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
-from tenacity import (RetryCallState, Retrying, retry_if_exception_type, retry_if_result, stop_after_attempt,
-                      stop_before_delay, wait_exponential)
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential,
+)
 
 from . import __version__
 from .config import Settings
@@ -66,7 +75,7 @@ class HttpOptions:
     poll_deadline: float = 3600.0
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> "HttpOptions":
+    def from_env(cls, **overrides: Any) -> HttpOptions:
         opts = cls(
             timeout=_env_float("APS_HTTP_TIMEOUT", cls.timeout),
             connect_timeout=min(_env_float("APS_HTTP_TIMEOUT", cls.connect_timeout), cls.connect_timeout),
@@ -143,7 +152,7 @@ def safe_url(url: str | httpx.URL) -> str:
 def presigned_url_expired(url: str, now: float | None = None, margin: float = 1.0) -> bool:
     """True when an S3-style pre-signed URL (``X-Amz-Date`` + ``X-Amz-Expires``) is past its
     expiry; False when the URL does not say (the download is then tried and a 403 renews it)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
     from urllib.parse import parse_qs
 
     query = {k.lower(): v[0] for k, v in parse_qs(urlsplit(url).query).items()}
@@ -151,7 +160,7 @@ def presigned_url_expired(url: str, now: float | None = None, margin: float = 1.
     if not stamp or lifetime is None:
         return False
     try:
-        signed = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp()
+        signed = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
         return signed + float(lifetime) - margin <= (time.time() if now is None else now)
     except ValueError:
         return False
@@ -202,7 +211,7 @@ class ApiClient:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "ApiClient":
+    def __enter__(self) -> ApiClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -7,7 +7,7 @@ starts ``lag_days`` before it (late-arriving usage is picked up again and replac
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from .errors import InputError
@@ -17,7 +17,7 @@ DEFAULT_LAG_DAYS = 3
 
 
 def utc_today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def parse_day(value: str | date | None, what: str) -> date | None:

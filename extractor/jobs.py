@@ -9,10 +9,11 @@ and stop at ``APS_POLL_DEADLINE`` (tenacity, through ``ApiClient.polling``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import ApiError, UsageError
 from .http import ApiClient, presigned_url_expired, safe_url
@@ -38,7 +39,7 @@ class Download:
         if self.expires in (None, ""):
             return presigned_url_expired(self.url)
         when = parse_timestamp(self.expires)
-        return when is not None and when <= datetime.now(timezone.utc)
+        return when is not None and when <= datetime.now(UTC)
 
 
 @dataclass(eq=False)  # a job is itself, whatever its fields say
@@ -169,7 +170,7 @@ def parse_timestamp(value: Any) -> datetime | None:
     if value in (None, ""):
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, timezone.utc)
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
     text = str(value).strip()
     try:
         return parse_timestamp(float(text))
@@ -181,4 +182,4 @@ def parse_timestamp(value: Any) -> datetime | None:
         when = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -26,17 +26,27 @@ if TYPE_CHECKING:
 OLD_STATE = Path("state") / "state.json"
 
 
-def old_files(dd: "DataDir", name: str) -> list[Path]:
+def old_files(dd: DataDir, name: str) -> list[Path]:
     folder = dd.raw_dir / name
     return sorted([*folder.glob("month=*/part.parquet"), *folder.glob("part.parquet")])
 
 
-def has_old_layout(dd: "DataDir") -> bool:
+def has_old_layout(dd: DataDir) -> bool:
     return (dd.root / OLD_STATE).exists() or any(
         (dd.raw_dir / name / "schema.parquet").exists() or old_files(dd, name) for name in DATASETS)
 
 
-def migrate_old_layout(dd: "DataDir") -> dict[str, int]:
+def _old_batches(files: list[Path], spec, schema: pa.Schema):
+    """The old files' rows in the new table's schema, 64k rows at a time."""
+    from .dataset import _in_schema
+
+    for f in files:
+        month = f.parent.name.removeprefix("month=") if spec.date_column else None
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=64_000):
+            yield from _in_schema(pa.Table.from_batches([batch]), schema, month).to_batches()
+
+
+def migrate_old_layout(dd: DataDir) -> dict[str, int]:
     """Convert every dataset still in the old layout; returns rows converted per dataset."""
     if dd.remote or not has_old_layout(dd):
         return {}
@@ -56,18 +66,10 @@ def migrate_old_layout(dd: "DataDir") -> dict[str, int]:
             extras = {n for f in files for n in pq.read_schema(f).names} - set(table_schema(spec).names)
             schema = table_schema(spec, extras)
 
-            def batches():
-                from .dataset import _in_schema
-
-                for f in files:
-                    month = f.parent.name.removeprefix("month=") if spec.date_column else None
-                    for batch in pq.ParquetFile(f).iter_batches(batch_size=64_000):
-                        yield from _in_schema(pa.Table.from_batches([batch]), schema, month).to_batches()
-
             rows = sum(pq.read_metadata(f).num_rows for f in files)
             info = {"state": state.get("datasets", {}).get(name, {}), "last_run": state.get("last_run", {}).get(name),
                     "command": "migrate", "rows_removed": 0}
-            write_deltalake(dd.table_uri(name), pa.RecordBatchReader.from_batches(schema, batches()),
+            write_deltalake(dd.table_uri(name), pa.RecordBatchReader.from_batches(schema, _old_batches(files, spec, schema)),
                             mode="append", partition_by=[MONTH_COLUMN] if spec.date_column else None,
                             commit_properties=CommitProperties(custom_metadata={STATE_KEY: json.dumps(info, default=str)}))
             converted[name] = rows

@@ -11,21 +11,28 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import jobs
 from .apirows import (
-    empty_table, filter_dates, read_export_file, scratch_dir, select_by_id, set_text_column, typed_columns,
+    empty_table,
+    filter_dates,
+    read_export_file,
+    scratch_dir,
+    select_by_id,
+    set_text_column,
+    typed_columns,
     typed_table,
 )
 from .config import Settings
 from .dataset import DataDir, Replace
 from .errors import ApiError, InputError
-from . import jobs
 from .http import ApiClient
 from .incremental import DEFAULT_LAG_DAYS, day_windows, month_windows, plan_range, state_entry
 from .logs import log, progress

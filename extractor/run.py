@@ -22,9 +22,10 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from . import __version__
 from .config import Settings
@@ -136,7 +137,7 @@ def run_all(
     from .demo import build_counts
     from .publish import publish
 
-    started = now or dt.datetime.now(dt.timezone.utc)
+    started = now or dt.datetime.now(dt.UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ")
     summary = RunSummary(started=started.isoformat(timespec="seconds"), data_dir=str(settings.data_dir))
     steps = Steps(verbose=settings.verbose, quiet=settings.quiet)

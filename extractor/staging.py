@@ -41,7 +41,7 @@ STAGING_BUFFER_ROWS = 40_000  # rows buffered across months: past it the fullest
 class Staged:
     """A write's rows, typed, hashed and de-duplicated, spooled by month until the commit."""
 
-    months: dict[str, "_StagedMonth"]  # month ("YYYY-MM", or "" when not partitioned) -> its spool
+    months: dict[str, _StagedMonth]  # month ("YYYY-MM", or "" when not partitioned) -> its spool
     rows: int  # rows received
     columns: set[str]  # every column the write brought (listed, extra, meta)
 
@@ -288,7 +288,7 @@ class _MonthFiles:
 
 @dataclass
 class _StagedMonth:
-    spool: "_RowFile"
+    spool: _RowFile
     keep: np.ndarray | None  # over the month's rows in spool order; None = keep all
     layout: Callable[[pa.Table], pa.Table]
 
@@ -303,7 +303,7 @@ class _StagedMonth:
                 yield self.layout(table)
 
 
-def _first_of_equal_rows(hashes: "_RowFile") -> np.ndarray | None:
+def _first_of_equal_rows(hashes: _RowFile) -> np.ndarray | None:
     """Over a month's rows in spool order: True for the first row of each row hash, False for
     the repeats; None when no hash repeats. The first 64 bits of every hash are sorted (8
     bytes a row); only rows whose bits repeat are compared by their full hash."""

@@ -9,19 +9,27 @@ polled together. Each contract is one transaction (rows and state together).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
 
-from .apirows import empty_table, filter_dates, scratch_dir, select_by_id, set_text_column, stream_export_file, typed_table
+from . import jobs
+from .apirows import (
+    empty_table,
+    filter_dates,
+    scratch_dir,
+    select_by_id,
+    set_text_column,
+    stream_export_file,
+    typed_table,
+)
 from .config import Settings
 from .dataset import DataDir, Replace
 from .errors import ApiError, InputError, UsageError
-from . import jobs
 from .http import ApiClient
 from .incremental import DEFAULT_LAG_DAYS, parse_day, plan_range, state_entry, utc_today
 from .logs import log, progress

@@ -87,8 +87,9 @@ def test_history_and_restore_commands(tmp_path):
 
 
 def test_a_bad_import_restored_away_gives_the_marts_of_before(tmp_path):
-    import duckdb
     import sys
+
+    import duckdb
 
     sys.path.insert(0, str(Path(__file__).parent / "dbt"))
     from dbt_rawdata import write_tiny_dataset

@@ -5,7 +5,7 @@ re-import adds only the rows the table does not hold yet (the row already there 
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import duckdb
 import numpy as np
@@ -197,13 +197,12 @@ def test_extracted_at_and_source_are_the_writes(tmp_path):
     got = dd.read("premium_usage_files")
     assert set(got.column("_source").to_pylist()) == {"usage.csv"}
     assert set(got.column("_extracted_at").to_pylist()) == {at}
-    assert at.tzinfo is not None and at.astimezone(timezone.utc) <= datetime.now(timezone.utc)
+    assert at.tzinfo is not None and at.astimezone(UTC) <= datetime.now(UTC)
 
 
 def test_a_csv_of_many_blocks_and_batches_imports_every_row_once(tmp_path, monkeypatch):
     from extractor.config import Settings
-    from extractor.importing import import_paths
-    from extractor.importing import readers
+    from extractor.importing import import_paths, readers
 
     monkeypatch.setattr(readers, "CSV_BLOCK_SIZE", 1 << 16)  # ~20 blocks, each hashed beside the next read
     header = "team_alias,autodesk_id,email,day_used,product_name,offering_name,tokens_used"

@@ -55,9 +55,9 @@ def sandbox_group() -> None:
 def serve(host, port, seed, users, days, end_date, hide_personal_data, time_scale, faults, slow_seconds,
           callback_urls) -> None:
     """Serve the sandbox API until interrupted; prints its base URL and the credentials it accepts."""
+    from ..logs import log, progress
     from ..sandbox import CLIENT_ID, CLIENT_SECRET, PAT
     from ..sandbox.app import create_app
-    from ..logs import log, progress
     from ..sandbox.data import generate
     from ..sandbox.faults import FaultPlan, FaultSpecError
     from ..sandbox.server import start_in_thread

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import click
@@ -27,7 +27,7 @@ def dataset_status(settings: Settings, now: datetime | None = None) -> list[dict
     from ..dataset import DataDir
     from ..lake import is_remote
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if not is_remote(settings.data_dir) and not settings.data_dir.exists():
         return []
     data_dir = DataDir(settings.data_dir)
@@ -36,7 +36,7 @@ def dataset_status(settings: Settings, now: datetime | None = None) -> list[dict
     for row in data_dir.stats():
         newest = row.get("newest_extracted_at")
         if isinstance(newest, datetime) and newest.tzinfo is None:
-            newest = newest.replace(tzinfo=timezone.utc)
+            newest = newest.replace(tzinfo=UTC)
         last_run = row.get("last_run") or {}
         out.append({
             "dataset": row["dataset"],

@@ -12,8 +12,8 @@ import replaces the dataset, that empties it: that is what the file says.
 from __future__ import annotations
 
 import os
-from contextlib import ExitStack
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +22,10 @@ import pyarrow.compute as pc
 
 from ..config import Settings
 from ..dataset import DataDir, Replace
-from ..staging import rechunked, release_memory, use_lean_memory_pool
 from ..errors import InputError
 from ..logs import log, progress
 from ..personal import load_salt
+from ..staging import rechunked, release_memory, use_lean_memory_pool
 from .convert import NotThisKind, Prepared, prepare
 from .kinds import METADATA_KEYS
 from .readers import EmptyFile

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from ..dataset import Replace
 from ..errors import InputError
 from ..schemas import (
-    DatasetSpec,
     PREMIUM_SUBSCRIPTIONS,
     PREMIUM_USAGE_FILES,
     PREMIUM_USERS,
     TOKENFLEX_USAGE,
     USER_METADATA,
+    DatasetSpec,
 )
 
 IDENTITY = ("email", "user_id", "hashed_user_id", "user_name", "first_name", "last_name", "full_name")

@@ -23,9 +23,9 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, ContextManager
+from typing import IO, Any
 
 from ..errors import InputError
 from ..logs import log
@@ -37,7 +37,7 @@ MAX_COMPRESSION_RATIO = int(os.environ.get("APS_USAGE_MAX_COMPRESSION_RATIO", 25
 _RATIO_FLOOR_BYTES = 16 << 20  # small members may compress as well as they like
 _MAX_NESTING = 1
 
-Opener = Callable[[], ContextManager[RawTable]]
+Opener = Callable[[], AbstractContextManager[RawTable]]
 
 
 class InputEntry(tuple):

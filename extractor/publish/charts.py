@@ -8,8 +8,8 @@ DuckDB and returns a plotly figure. A chart whose mart or columns are missing ra
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import duckdb
 import plotly.colors

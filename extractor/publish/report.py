@@ -214,7 +214,7 @@ def build_report(con: duckdb.DuckDBPyConnection, marts: list[Mart], dest: Path, 
         for k, v in sorted(effective_vars(con, marts, vars_overrides, data_dir).items())
     )
     mart_rows = "".join(f"<tr><td>{html.escape(m.name)}</td><td class=\"num\">{m.rows:,}</td></tr>" for m in marts)
-    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

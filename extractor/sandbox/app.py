@@ -78,7 +78,7 @@ def api_error(status: int, code: str, message: str, headers: dict | None = None)
 
 
 def _iso_utc(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _json_value(value: Any, output: str):
@@ -194,7 +194,7 @@ class Sandbox:
         (the scaled ttl, at least MIN_URL_SECONDS); ``expired`` signs one that is already past."""
         lifetime = max(MIN_URL_SECONDS, math.ceil(self.scaled(ttl)))
         signed_at = int(time.time()) - (lifetime + 1 if expired else 0)
-        stamp = dt.datetime.fromtimestamp(signed_at, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = dt.datetime.fromtimestamp(signed_at, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         # a fresh access key id per URL, so that a renewed URL always differs from the old one
         credential = f"ASIA{secrets.token_hex(8).upper()}/{stamp[:8]}/us-east-1/s3/aws4_request"
         signature = self._sign(file_id, stamp, str(lifetime), credential)
@@ -213,7 +213,7 @@ class Sandbox:
         if not hmac.compare_digest(self._sign(file_id, stamp or "", lifetime or "", credential or ""), signature or ""):
             return "SignatureDoesNotMatch"
         try:
-            signed_at = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+            signed_at = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC).timestamp()
             expires_at = signed_at + int(lifetime)
         except (TypeError, ValueError):
             return "AuthorizationQueryParametersError"
@@ -347,7 +347,7 @@ def create_app(
                  token_ttl=token_ttl, slow_seconds=slow_seconds, rate_limits=rate_limits,
                  export_split_rows=export_split_rows, callback_urls=callback_urls)
 
-    from . import routes_insights, routes_tokenflex  # noqa: the route tables need ApiProblem etc. above
+    from . import routes_insights, routes_tokenflex  # here: the route tables need ApiProblem etc. above
 
     async def token(request: Request):
         return await sb.oauth.token_endpoint(request)

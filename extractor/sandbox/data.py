@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -119,7 +119,7 @@ class SandboxData:
 
 
 def _yesterday() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 
 
 def _as_date(value) -> dt.date:
@@ -132,8 +132,9 @@ def _as_date(value) -> dt.date:
     return dt.date.fromisoformat(str(value))
 
 
-def _take(values: Sequence, index: np.ndarray, type_=pa.string()) -> pa.Array:
+def _take(values: Sequence, index: np.ndarray, type_: pa.DataType | None = None) -> pa.Array:
     """Vectorised lookup: values[index] as an Arrow array (index -1 = null)."""
+    type_ = type_ or pa.string()
     dictionary = pa.array(list(values), type=type_)
     index = np.asarray(index)
     if index.size and index.min() < 0:
@@ -203,8 +204,8 @@ def _people(rng: np.random.Generator, n: int, team_rows: list[tuple]) -> dict[st
     id_chars = alphabet[rng.integers(0, len(alphabet), (n, 12))]
     user_id = ["".join(row) for row in id_chars]
     hashed = [hashlib.sha1(u.encode()).hexdigest() for u in user_id]
-    email = [f"{f}.{l}{i + 1}@acme-design.example".lower() for i, (f, l) in enumerate(zip(first, last))]
-    nt_id = [f"{f[0]}{l}{i + 1}".lower() for i, (f, l) in enumerate(zip(first, last))]
+    email = [f"{f}.{surname}{i + 1}@acme-design.example".lower() for i, (f, surname) in enumerate(zip(first, last))]
+    nt_id = [f"{f[0]}{surname}{i + 1}".lower() for i, (f, surname) in enumerate(zip(first, last))]
     dept = rng.integers(0, len(DEPARTMENTS), n)
     proj_a = rng.integers(0, len(PROJECTS), n)
     proj_b = (proj_a + rng.integers(1, len(PROJECTS), n)) % len(PROJECTS)
@@ -283,7 +284,7 @@ def _plan_slots(rng: np.random.Generator, people: dict, team_rows: list[tuple], 
         coll = _COLLECTION_INDEX[coll_code]
         mem = members[coll_code]
 
-        def add(product, collection, source, p, k, **kw):
+        def add(product, collection, source, p, k, i=i, **kw):  # i: this user's row
             v, m, nv, sw = version(i, k)
             slots.add(i, product, collection, source, p, v, m, nv, sw, **kw)
 
@@ -470,7 +471,7 @@ def _people_columns(people: dict, team_rows: list[tuple]) -> dict:
         "email": people["email"],
         "first_name": people["first"],
         "last_name": people["last"],
-        "full_name": [f"{f} {l}" for f, l in zip(people["first"], people["last"])],
+        "full_name": [f"{f} {surname}" for f, surname in zip(people["first"], people["last"])],
         "user_name": [e.split("@")[0] for e in people["email"]],
         "tokenflex_user_name": tf_user_name,
         "context_id": _take([t[0] for t in team_rows], team),

@@ -31,7 +31,7 @@ class FaultPlan:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def parse(cls, spec: str | None, seed: int = 42) -> "FaultPlan":
+    def parse(cls, spec: str | None, seed: int = 42) -> FaultPlan:
         plan = cls(seed=seed)
         if not spec:
             return plan

@@ -17,10 +17,28 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import reports
-from .app import (DOWNLOAD_URL_TTL, EXPORT_SECONDS, EXPORT_TTL, MAX_EXPORT_DAYS, PREMIUM_REPORTS,
-                  QUERY_RESULT_TTL, QUERY_RUNNING_SECONDS, QUERY_SUBMITTED_SECONDS, USAGE_REPORT_KINDS,
-                  ApiProblem, DownloadFile, Job, Sandbox, _json_body, _page_params, authenticate, build_query,
-                  in_thread, new_job, run_job_query)
+from .app import (
+    DOWNLOAD_URL_TTL,
+    EXPORT_SECONDS,
+    EXPORT_TTL,
+    MAX_EXPORT_DAYS,
+    PREMIUM_REPORTS,
+    QUERY_RESULT_TTL,
+    QUERY_RUNNING_SECONDS,
+    QUERY_SUBMITTED_SECONDS,
+    USAGE_REPORT_KINDS,
+    ApiProblem,
+    DownloadFile,
+    Job,
+    Sandbox,
+    _json_body,
+    _page_params,
+    authenticate,
+    build_query,
+    in_thread,
+    new_job,
+    run_job_query,
+)
 from .fields import PREMIUM_FIELDS, PREMIUM_METRICS
 
 ENCODINGS = ("plain", "gzip", "zip")

@@ -17,9 +17,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .app import (TF_DOWNLOAD_URL_TTL, TF_EXPORT_SECONDS, TF_PROCESSING_SECONDS, TF_QUEUED_SECONDS, TF_RESULT_TTL,
-                  ApiProblem, DownloadFile, Job, Sandbox, _json_body, _page_params, _str_list, authenticate,
-                  build_query, in_thread, run_job_query)
+from .app import (
+    TF_DOWNLOAD_URL_TTL,
+    TF_EXPORT_SECONDS,
+    TF_PROCESSING_SECONDS,
+    TF_QUEUED_SECONDS,
+    TF_RESULT_TTL,
+    ApiProblem,
+    DownloadFile,
+    Job,
+    Sandbox,
+    _json_body,
+    _page_params,
+    _str_list,
+    authenticate,
+    build_query,
+    in_thread,
+    run_job_query,
+)
 from .fields import TOKENFLEX_FIELDS, TOKENFLEX_METRICS, USAGE_CATEGORIES
 from .ratelimit import MAX_OUTSTANDING_EXPORTS
 
@@ -39,7 +54,7 @@ WRITE = "data:write"
 
 def _timestamp(ts: float) -> str:
     """Token Flex timestamps carry microseconds and no zone: 2018-10-29T03:25:31.123456."""
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def _parse_datetime(value: str, name: str) -> dt.datetime:
@@ -49,7 +64,7 @@ def _parse_datetime(value: str, name: str) -> dt.datetime:
     except ValueError:
         raise ApiProblem(400, "INVALID_PARAMETER",
                          f"{name} must be a date-time like 2018-08-20T22:43:13.132559Z, got {value!r}") from None
-    return parsed.replace(tzinfo=dt.timezone.utc) if parsed.tzinfo is None else parsed.astimezone(dt.timezone.utc)
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
 
 
 def _tf_fields(sb: Sandbox, body: dict) -> dict:
@@ -246,7 +261,7 @@ def routes(sb: Sandbox) -> list[Route]:
         auth(request, WRITE)
         contract = _contract(sb, request)
         body = await _json_body(request)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         name = _file_name(body, f"{contract}_{now:%Y%m%d%H%M%S}")
         fields = _tf_fields(sb, body)
         session_fields = [f for f in _str_list(body, "fields") if fields.get(f) and fields[f].session]
@@ -320,7 +335,7 @@ def routes(sb: Sandbox) -> list[Route]:
         with sb.lock:
             jobs = sorted(sb.tf_exports.values(), key=lambda j: j.created_wall)
         for job in jobs:
-            made = dt.datetime.fromtimestamp(job.created_wall, dt.timezone.utc)
+            made = dt.datetime.fromtimestamp(job.created_wall, dt.UTC)
             if lo <= made < hi:  # fromDate inclusive, toDate exclusive
                 out.append(await _export_object(sb, request, job, contract, with_url=False))
         return JSONResponse(out)

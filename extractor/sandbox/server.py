@@ -50,7 +50,7 @@ class RunningServer:
         if state is not None:
             state.close()
 
-    def __enter__(self) -> "RunningServer":
+    def __enter__(self) -> RunningServer:
         return self
 
     def __exit__(self, *exc) -> None:

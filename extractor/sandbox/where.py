@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Union
 
 MAX_WHERE_LENGTH = 4000
 MAX_IN_VALUES = 1000
@@ -43,7 +43,7 @@ class WhereField:
     why_not: str = ""
 
 
-Value = Union[str, int, float]
+Value = str | int | float
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,10 @@ class Comparison:
 @dataclass(frozen=True)
 class BoolExpr:
     op: str  # AND | OR
-    items: tuple["Node", ...]
+    items: tuple[Node, ...]
 
 
-Node = Union[Comparison, BoolExpr]
+Node = Comparison | BoolExpr
 
 _TOKEN = re.compile(
     r"""\s*(?:

@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from bi_fixtures import CHROMIUM, require_all
 
 FLAGS = [

@@ -10,12 +10,12 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import bi_checks
 import pytest
+from bi_fixtures import FAKE_MARTS, make_fake_warehouse, require_all
 from click.testing import CliRunner
 from lxml import etree
 
-import bi_checks
-from bi_fixtures import FAKE_MARTS, make_fake_warehouse, require_all
 from extractor.cli import cli
 from extractor.publish.hyper import hyper_available
 

@@ -3,14 +3,14 @@ published report opened in headless Chromium to prove every chart renders on the
 
 from __future__ import annotations
 
+import bi_checks
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
-
-import bi_checks
 from bi_browser import dump_dom, report_status, screenshot
 from bi_fixtures import require_all
+from click.testing import CliRunner
+
 from extractor.cli import cli
 from extractor.publish.charts import CHARTS
 from extractor.publish.hyper import hyper_available, read_hyper_row_counts

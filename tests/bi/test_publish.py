@@ -10,9 +10,9 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from bi_fixtures import FAKE_MARTS, HOSTILE_FORMULA, make_fake_warehouse, require_all
 from click.testing import CliRunner
 
-from bi_fixtures import FAKE_MARTS, HOSTILE_FORMULA, make_fake_warehouse, require_all
 from extractor.cli import cli
 from extractor.publish.hyper import hyper_available, read_hyper_row_counts
 from extractor.publish.parquet_csv import FORMULA_TRIGGERS

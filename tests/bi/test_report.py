@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bi_browser import dump_dom, report_status, screenshot
 from bi_fixtures import FAKE_MARTS, HOSTILE_HTML, make_fake_warehouse
+
 from extractor.config import Settings
 from extractor.publish import publish
 from extractor.publish.charts import CHARTS

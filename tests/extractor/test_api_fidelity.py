@@ -253,7 +253,7 @@ def test_a_summary_that_disagrees_is_a_warning(recorded, sandbox, fast_env, tmp_
 def test_timestamps_read_with_and_without_zone_and_microseconds(text):
     when = parse_timestamp(text)
     assert when is not None and when.tzinfo is not None
-    assert when.replace(microsecond=0) == dt.datetime(2026, 11, 1, 6, tzinfo=dt.timezone.utc)
+    assert when.replace(microsecond=0) == dt.datetime(2026, 11, 1, 6, tzinfo=dt.UTC)
 
 
 def test_detail_uri_resolves_with_or_without_the_tokenflex_prefix(tmp_path):

@@ -242,7 +242,7 @@ def wait_for_lock_holder(data_dir: Path | str, pid: int, timeout: float = 60.0) 
 # -- the fault matrix, printed at the end of the session -------------------------------------
 @dataclass
 class Matrix:
-    cells: "OrderedDict[str, dict[str, str]]" = field(default_factory=OrderedDict)
+    cells: OrderedDict[str, dict[str, str]] = field(default_factory=OrderedDict)
     columns: list[str] = field(default_factory=list)
 
     def record(self, fault: str, command: str, outcome: str) -> None:

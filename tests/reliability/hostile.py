@@ -6,9 +6,9 @@ from __future__ import annotations
 import gzip
 import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 HEADER = "Team,User ID,Email,First Name,Last Name,Date,Product,Offering,Tokens Used,Usage Type,Version"
 ROWS = [

@@ -12,8 +12,17 @@ import pytest
 from extractor.dataset import DataDir
 from extractor.errors import LockedError
 
-from .conftest import (content, error_lines, fingerprint, invoke, leftover_transactions, ok, stray_files,
-                       subprocess_run, wait_for_lock_holder)
+from .conftest import (
+    content,
+    error_lines,
+    fingerprint,
+    invoke,
+    leftover_transactions,
+    ok,
+    stray_files,
+    subprocess_run,
+    wait_for_lock_holder,
+)
 from .hostile import GOOD, HEADER, put
 
 RANGE = ("2026-10-01", "2026-10-06")

@@ -21,8 +21,17 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (FAST_ENV, content, fingerprint, invoke, leftover_transactions, ok, stray_files, subprocess_run,
-                       wait_for_lock_holder)
+from .conftest import (
+    FAST_ENV,
+    content,
+    fingerprint,
+    invoke,
+    leftover_transactions,
+    ok,
+    stray_files,
+    subprocess_run,
+    wait_for_lock_holder,
+)
 from .hostile import HEADER
 
 SEED = int(os.environ.get("APS_RELIABILITY_SEED", "20261122"))

@@ -12,8 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (FAST_ENV, TEAM, content, error_lines, fingerprint, invoke, is_one_line_error,
-                       leftover_transactions, ok, stray_files)
+from .conftest import (
+    FAST_ENV,
+    TEAM,
+    content,
+    error_lines,
+    fingerprint,
+    invoke,
+    is_one_line_error,
+    leftover_transactions,
+    ok,
+    stray_files,
+)
 
 PREVIOUS = ("2026-09-22", "2026-09-30")
 NEW = ("2026-10-01", "2026-10-10")

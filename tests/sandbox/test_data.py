@@ -71,7 +71,7 @@ def test_deterministic_for_same_arguments_and_end_date_default_is_yesterday():
     assert a.usage.equals(b.usage) and a.users.equals(b.users) and a.tokenflex_usage.equals(b.tokenflex_usage)
     assert a.end_date == dt.date(2026, 1, 31) and a.start_date == dt.date(2026, 1, 2)
     d = generate(seed=5, users=40, days=3)
-    assert d.end_date == dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    assert d.end_date == dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 
 
 def test_premium_semantics(db):

@@ -107,7 +107,7 @@ def test_expire_url_and_job_error(sandbox_factory):
         statuses = set()
         for k in range(6):  # FAILED or TIMEOUT, depending on the query
             qid = api.post(f"/tokenflex/v1/usage/{n}/query", json={"metrics": ["useCount"], "where": f"contractYear = {k}"}).json()["id"]
-            statuses.add(wait_for(lambda: api.get(f"/tokenflex/v1/usage/{n}/query/{qid}").json()["status"],
+            statuses.add(wait_for(lambda qid=qid: api.get(f"/tokenflex/v1/usage/{n}/query/{qid}").json()["status"],
                                   lambda s: s not in ("QUEUED", "PROCESSING")))
         assert statuses == {"FAILED", "TIMEOUT"}
         from urllib.parse import quote

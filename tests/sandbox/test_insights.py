@@ -15,7 +15,9 @@ import pyarrow.compute as pc
 import pytest
 from openpyxl import load_workbook
 
-from .helpers import client, decode_download as _decode, export as _export, run_premium_query, wait_for
+from .helpers import client, run_premium_query, wait_for
+from .helpers import decode_download as _decode
+from .helpers import export as _export
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extractor.sandbox.fields import PREMIUM_FIELDS, TOKENFLEX_FIELDS, query_fields
-from extractor.sandbox.where import (BoolExpr, Comparison, WhereError, compile_where, parse_where, to_sql, to_text,
-                                     validate)
+from extractor.sandbox.where import (
+    BoolExpr,
+    Comparison,
+    WhereError,
+    compile_where,
+    parse_where,
+    to_sql,
+    to_text,
+    validate,
+)
 
 
 def test_parses_the_documented_example():

@@ -5,13 +5,13 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 import shutil
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest

@@ -10,7 +10,6 @@ import pytest
 from extractor.config import Settings
 from extractor.dataset import DataDir
 from extractor.lake import join, read_bytes
-
 from tests.reliability.conftest import FAST_ENV, invoke, ok
 from tests.reliability.hostile import GOOD, put
 
