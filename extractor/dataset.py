@@ -206,11 +206,15 @@ class DataDir:
             self.converted.update(migrate_old_layout(self))
         for name, spec in DATASETS.items():
             if self.table(name) is None:
-                DeltaTable.create(
-                    self.table_uri(name), table_schema(spec),
-                    partition_by=[MONTH_COLUMN] if spec.date_column else None, mode="ignore",
-                    storage_options=self.storage_options,
-                )
+                try:
+                    DeltaTable.create(
+                        self.table_uri(name), table_schema(spec),
+                        partition_by=[MONTH_COLUMN] if spec.date_column else None, mode="ignore",
+                        storage_options=self.storage_options,
+                    )
+                except DeltaError:  # another machine created it first: its version 0 is as good
+                    if self.table(name) is None:
+                        raise
 
     def ensure_schema_files(self) -> None:
         """Before dbt runs (build.py, under the lock): every table exists, and for each local

@@ -161,11 +161,13 @@ def _usage_csv(folder, rows: int):
     return put(folder, "usage.csv", HEADER + "\n" + body + "\n")
 
 
-def _released_when_all_wait(release, writers: int = 2, timeout: float = 120) -> None:
+def _released_when_all_wait(release, writers: int = 2, procs=(), timeout: float = 300) -> None:
     """Every writer has written its files and waits before committing: let them commit."""
     deadline = time.monotonic() + timeout
-    while len(list(release.parent.glob(release.name + ".*"))) < writers:
-        assert time.monotonic() < deadline, f"the {writers} writers never all reached the commit"
+    while (waiting := len(list(release.parent.glob(release.name + ".*")))) < writers:
+        ended = [p.args[-1] for p in procs if p.poll() is not None]
+        assert not ended, f"writer(s) of {ended} ended before the commit ({waiting} of {writers} waiting)"
+        assert time.monotonic() < deadline, f"only {waiting} of the {writers} writers reached the commit"
         time.sleep(0.05)
     release.touch()
 
@@ -221,7 +223,7 @@ def test_two_machines_import_the_same_file_at_once_on_s3(s3_url, sandbox, tmp_pa
                             {**pause, "APS_USAGE_WORK_DIR": str(tmp_path / f"machine-{name}")})
              for name in ("a", "b")]
     try:
-        _released_when_all_wait(release)
+        _released_when_all_wait(release, procs=procs)
     finally:
         results = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
@@ -273,7 +275,7 @@ def test_four_machines_import_at_once_on_s3(s3_url, sandbox, tmp_path):
                             {**pause, "APS_USAGE_WORK_DIR": str(tmp_path / f"machine-{i}")})
              for i, f in enumerate(files)]
     try:
-        _released_when_all_wait(release, writers=4)
+        _released_when_all_wait(release, writers=4, procs=procs)
     finally:
         results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, results
