@@ -43,11 +43,11 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import stamina
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake import Transaction as DeltaTransaction
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from . import lake
 from .errors import InputError, LockedError, UsageError
@@ -563,12 +563,14 @@ class Transaction:
         (every commit carries the same app transaction, see ``_commit_properties``), and it is
         made again from the table's new version: the month's hashes re-read, so a row the other
         writer added is not added twice."""
-        for attempt in stamina.retry_context(on=CommitFailedError, attempts=COMMIT_ATTEMPTS, timeout=None,
-                                             wait_initial=0.2, wait_max=5.0):
+        retrying = Retrying(retry=retry_if_exception_type(CommitFailedError), stop=stop_after_attempt(COMMIT_ATTEMPTS),
+                            wait=wait_random_exponential(multiplier=0.2, max=5.0), reraise=True)
+        for attempt in retrying:
             with attempt:
-                if attempt.num > 1:
+                number = attempt.retry_state.attempt_number
+                if number > 1:
                     log.info("%s: another writer committed first; committing again from its version (attempt %d)",
-                             dataset, attempt.num)
+                             dataset, number)
                 return self._commit_dataset(DATASETS[dataset], self._writes.get(dataset, []))
         raise AssertionError("unreachable")  # pragma: no cover
 

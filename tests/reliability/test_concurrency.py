@@ -248,12 +248,7 @@ def test_a_writer_that_keeps_losing_fails_with_one_line(fast_env, tmp_path, monk
 
     monkeypatch.setattr(dataset.Transaction, "_commit_dataset", always_loses)
     monkeypatch.setattr(dataset, "COMMIT_ATTEMPTS", 3)
-    import stamina
-    stamina.set_testing(True, attempts=3)
-    try:
-        result = invoke(data_dir, None, "import", _usage_csv(tmp_path / "in", 10))
-    finally:
-        stamina.set_testing(False)
+    result = invoke(data_dir, None, "import", _usage_csv(tmp_path / "in", 10))
     assert result.exit_code == 5, result.output
     assert len(error_lines(result)) == 1 and "other writers kept committing" in error_lines(result)[0]
     assert attempts == ["premium_usage_files"] * 3
