@@ -132,7 +132,6 @@ class Table:
     name: str
     columns: list[Column]
     description: str = ""
-    rows: int | None = None
     generated_from: str | None = None  # a dimension made of the distinct values of this key column
     measures: list[Measure] = field(default_factory=list)
 
@@ -175,7 +174,6 @@ class BIModel:
     tables: list[Table]
     relationships: list[Relationship]
     pages: list[Page]
-    date_range: tuple[str, str] | None = None
 
     def table(self, name: str) -> Table | None:
         return next((t for t in self.tables if t.name == name), None)
@@ -237,8 +235,7 @@ def build_model(marts_dir: Path, marts: list[str], manifest_path: Path) -> BIMod
         schema = pq.read_schema(marts_dir / f"{name}.parquet")
         description, column_docs = docs.get(name, ("", {}))
         columns = [Column(f.name, arrow_kind(f.type), plain_text(column_docs.get(f.name, ""))) for f in schema]
-        rows = pq.ParquetFile(marts_dir / f"{name}.parquet").metadata.num_rows
-        table = Table(name, columns, plain_text(description), rows)
+        table = Table(name, columns, plain_text(description))
         present = {c.name for c in columns}
         table.measures = [m for m in MEASURES if m.table == name and set(m.needs) <= present]
         table.measures.append(Measure(name, f"{name} rows", "COUNTROWS({t})", COUNT, (),

@@ -2,7 +2,7 @@
 -- dates and the customer's metadata joined on var metadata_key.
 {{ config(materialized='table') }}
 
-{%- set unmapped = "'" ~ (var('unmapped_label', 'Unmapped') | replace("'", "''")) ~ "'" %}
+{%- set unmapped = marts_unmapped_label() %}
 
 with seat_users as (
     select

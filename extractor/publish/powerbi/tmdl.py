@@ -202,17 +202,6 @@ def model_tmdl(model: BIModel) -> str:
     return "\n".join(lines)
 
 
-def m_documents(model: BIModel, marts_folder: str) -> dict[str, str]:
-    """Every Power Query expression of the model as a standalone M document (for the parser check)."""
-    docs = {PARAMETER: f'{m_text(marts_folder)} meta [IsParameterQuery=true, Type="Text", IsParameterQueryRequired=true]',
-            FILE_FUNCTION: "\n".join(mart_file_function(default_separator(marts_folder)))}
-    for table in model.tables:
-        kind, source = partition_source(table, model)
-        if kind == "m":
-            docs[table.name] = "\n".join(source)
-    return docs
-
-
 def semantic_model_files(model: BIModel, marts_folder: str) -> dict[str, str]:
     """Relative path (under ``definition/``) -> text of every TMDL file."""
     files = {
@@ -225,6 +214,3 @@ def semantic_model_files(model: BIModel, marts_folder: str) -> dict[str, str]:
     for table in model.tables:
         files[f"tables/{table.name}.tmdl"] = table_tmdl(table, model)
     return files
-
-
-
