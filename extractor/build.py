@@ -161,8 +161,8 @@ def run_dbt(
 
     _check_target(target)
     project = dbt_project_dir()
-    # every dataset folder needs its typed zero-row schema.parquet: a dataset never
-    # extracted then reads as zero rows instead of failing on an empty glob
+    # every raw Delta table must exist (a dataset never extracted reads as zero rows), and
+    # its current files are listed for the views of the on-run-start hook
     DataDir(settings.data_dir).ensure_schema_files()
     dbt_dir = settings.data_dir / "dbt"
     options = [

@@ -594,19 +594,18 @@ class Transaction:
         schema = table_schema(spec, extras)
 
         rows_before = _count(dt)
+        # opened before the write: delta-rs cannot be called from inside its own reader
+        existing = dt.to_pyarrow_dataset() if rows_before else None
+        if existing is not None:
+            con.register("existing", existing)
         if everything:
             removed = rows_before
-        elif predicate:
-            con.register("existing", dt.to_pyarrow_dataset())
+        elif predicate and existing is not None:
             removed = con.execute(f"SELECT count(*) FROM existing WHERE coalesce(({predicate}), false)").fetchall()[0][0]
         else:
             removed = 0
 
         added = [0]
-        # opened before the write: delta-rs cannot be called from inside its own reader
-        existing = dt.to_pyarrow_dataset() if rows_before else None
-        if existing is not None:
-            con.register("existing", existing)
 
         def kept_hashes(month: str) -> pa.Array | None:
             """Hashes of the month's rows that stay (so an incoming equal row is not added)."""
@@ -645,9 +644,10 @@ class Transaction:
                     yield from table.to_batches()
                 crash_point("mid-commit")
 
+        previous = self.dd._table_state(spec.name, dt)
         info = {
-            "state": {**self.dd._table_state(spec.name, dt).get("state", {}), **self._state_changes.get(spec.name, {})},
-            "last_run": (self.dd._table_state(spec.name, dt).get("last_run") if not writes else {
+            "state": {**previous.get("state", {}), **self._state_changes.get(spec.name, {})},
+            "last_run": (previous.get("last_run") if not writes else {
                 "at": self.extracted_at.isoformat(timespec="seconds"),
                 "sources": sorted({w.source for w in writes})[:20],
                 "rows_received": sum(w.staged.rows for w in writes),
@@ -789,8 +789,6 @@ def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
     return fetch()
 
-
-arrow_table = _arrow
 
 
 def _in_schema(table: pa.Table, schema: pa.Schema, month: str | None) -> pa.Table:

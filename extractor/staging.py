@@ -339,7 +339,6 @@ class _RowFile:
     def __init__(self, new_path: Callable[[], Path]):
         self.new_path = new_path
         self.paths: list[Path] = []
-        self.rows_in: dict[Path, int] = {}
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
         self._sink: pa.OSFile | None = None
         self._schema: pa.Schema | None = None
@@ -348,12 +347,10 @@ class _RowFile:
         if self._writer is None or not self._schema.equals(table.schema):
             self.close()
             self.paths.append(self.new_path().with_suffix(".arrow"))
-            self.rows_in[self.paths[-1]] = 0
             self._sink = pa.OSFile(str(self.paths[-1]), "wb")
             self._writer = pa.ipc.new_stream(self._sink, table.schema)
             self._schema = table.schema
         self._writer.write_table(table)
-        self.rows_in[self.paths[-1]] += table.num_rows
 
     def close(self) -> None:
         if self._writer is not None:
