@@ -257,11 +257,11 @@ class DataDir:
         return con
 
     # ---- state (in each table's commits) -----------------------------------------------
-    def read_state(self) -> dict[str, Any]:
+    def read_state(self, names: Iterable[str] = DATASETS) -> dict[str, Any]:
         """``{"datasets": {dataset: {key: value}}, "last_run": {dataset: {...}}}`` as of each
-        table's current version."""
+        table's current version (of the ``names`` given: each one reads that table's log)."""
         out: dict[str, Any] = {"datasets": {}, "last_run": {}}
-        for name in DATASETS:
+        for name in names:
             info = self._table_state(name)
             if info.get("state"):
                 out["datasets"][name] = info["state"]

@@ -438,7 +438,7 @@ def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt
         if teams_table is not None:
             tx.write("premium_teams", teams_table, source="insights/v1/contexts", replace=Replace(everything=True))
         if "usage" in reports:
-            start, end = plan_range(dd.read_state(), "premium_usage", team_id, since, until, lag_days)
+            start, end = plan_range(dd.read_state(["premium_usage"]), "premium_usage", team_id, since, until, lag_days)
             shape = QueryShape()
 
             def windows():
@@ -463,7 +463,7 @@ def _extract_team(api, dd, settings, team, since, until, reports, lag_days, salt
             result.ranges[team_id] = (start.isoformat(), end.isoformat())
             log.info("%s: %d usage rows %s..%s", label, n, start, end)
         if "usage-export" in reports:
-            start, end = plan_range(dd.read_state(), "premium_usage_files", team_id, since, until, lag_days)
+            start, end = plan_range(dd.read_state(["premium_usage_files"]), "premium_usage_files", team_id, since, until, lag_days)
 
             def export_windows():
                 for w_start, w_end in day_windows(start, end, MAX_EXPORT_DAYS):

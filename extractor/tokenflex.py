@@ -435,7 +435,7 @@ def _extract_contract(api, dd, settings, contract, since, until, lag_days, salt,
         with dd.transaction() as tx:
             _write_contract(tx, result, number, years, names)
         return
-    start, end = plan_range(dd.read_state(), "tokenflex_usage", number, since, until, lag_days)
+    start, end = plan_range(dd.read_state(["tokenflex_usage"]), "tokenflex_usage", number, since, until, lag_days)
     tally = TokenTally()
     with progress(f"Token Flex usage contract {number} {start}..{end}", quiet=settings.quiet) as task:
         requests = request_exports(api, number, start, end)
