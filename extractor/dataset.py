@@ -415,6 +415,10 @@ class DataDir:
             self._sync_salt()
         finally:
             self._lock_fd = None
+            # scratch of this run's transactions, however it ended (a Ctrl-C can land between
+            # a transaction creating its folder and the code that would remove it)
+            for scratch in self.tmp_dir.glob("tx-*"):
+                shutil.rmtree(scratch, ignore_errors=True)
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
