@@ -55,7 +55,8 @@ from .logs import log
 from .rowhash import sql_ident as _ident
 from .rowhash import sql_str as _sql_str
 from .schemas import DATASETS, META_COLUMNS, DatasetSpec
-from .staging import Staged, layout_schema, release_memory, stage
+from .rowhash import SeenHashes
+from .staging import Staged, layout_schema, rechunked, release_memory, stage
 
 try:  # POSIX advisory locks; released by the kernel when a process dies
     import fcntl
@@ -71,6 +72,10 @@ COMMIT_ATTEMPTS = int(os.environ.get("APS_USAGE_COMMIT_ATTEMPTS", "5"))
 VACUUM_RETENTION_HOURS = int(os.environ.get("APS_USAGE_VACUUM_RETENTION_HOURS", str(7 * 24)))
 # DuckDB's share of memory when it scans a table (stats, replace predicates).
 DUCKDB_MEMORY_LIMIT = os.environ.get("APS_USAGE_DUCKDB_MEMORY", "128MB")
+# Rows per row group of a data file the commit writes: the staged tables are small (a few
+# thousand rows of a month each); written one row group each, a 2M-row import spent 2.8 s in
+# 1,500 small writes and made files slow to scan.
+ROW_GROUP_ROWS = 128_000
 
 
 @dataclass
@@ -625,20 +630,22 @@ class Transaction:
             return _arrow(con, sql).column(0).combine_chunks()
 
         def month_tables(month: str) -> Iterator[pa.Table]:
-            """The month's incoming rows not in the table yet (nor earlier in this commit)."""
-            seen = kept_hashes(month)
-            for w in writes:
-                if month not in w.staged.months:
-                    continue
+            """The month's incoming rows not in the table yet (nor added by an earlier write of
+            this commit; a write has no repeated row of its own, see staging.py)."""
+            seen = SeenHashes(kept_hashes(month))
+            mine = [w for w in writes if month in w.staged.months]
+            for i, w in enumerate(mine):
+                added_here = []
                 for table in w.staged.tables(month):
-                    if seen is not None and len(seen):
-                        table = table.filter(pc.invert(pc.is_in(table.column("_row_hash"), value_set=seen)))
+                    if len(seen):
+                        table = table.filter(seen.absent(table.column("_row_hash")))
                     if not table.num_rows:
                         continue
-                    hashes = table.column("_row_hash").combine_chunks()
-                    seen = hashes if seen is None else pa.concat_arrays([seen, hashes])
+                    if i + 1 < len(mine):  # kept only when a later write of the month needs it
+                        added_here.append(table.column("_row_hash"))
                     added[0] += table.num_rows
                     yield _in_schema(table, schema, month if spec.date_column else None)
+                seen.add(added_here)
 
         months = sorted({m for w in writes for m in w.staged.months})
 
@@ -693,7 +700,7 @@ class Transaction:
         local = (self.dir / name) if self.dd.remote else Path(self.dd.table_uri(spec.name)) / rel
         rows, low, high, writer = 0, None, None, None
         try:
-            for table in tables:
+            for table in rechunked(tables, ROW_GROUP_ROWS):
                 if writer is None:
                     local.parent.mkdir(parents=True, exist_ok=True)
                     writer = pq.ParquetWriter(local, file_schema, compression="snappy")

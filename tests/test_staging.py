@@ -125,6 +125,45 @@ def test_rows_whose_first_64_bits_collide_are_told_apart_by_the_full_hash(tmp_pa
     assert hashes_and_sources(dd) == reference(dd, "premium_usage_files", [(doubled, "usage.csv")])
 
 
+def test_a_reimport_whose_hashes_collide_in_64_bits_adds_exactly_the_new_rows(tmp_path, monkeypatch):
+    # the commit's lookup of the rows already there (rowhash.SeenHashes) with every 64-bit key
+    # equal: each incoming row is confirmed on its full hash
+    import extractor.rowhash as rowhash
+
+    dd = DataDir(tmp_path)
+    rows = usage_rows(3_000)
+    write(dd, rows.slice(0, 2_000), "first.csv")
+    monkeypatch.setattr(rowhash, "first_64_bits", lambda hashes: np.zeros(len(hashes), dtype=np.uint64))
+    write(dd, rows.slice(1_000), "second.csv")  # 1,000 rows already there, 1,000 new
+    got = dd.read("premium_usage_files")
+    assert keyed(got.select(rows.column_names)) == keyed(rows)
+    assert dd.history("premium_usage_files")[0]["rows_added"] == 1_000
+
+
+def test_seen_hashes_tells_new_from_known_across_adds():
+    from extractor.rowhash import SeenHashes
+
+    md5 = [hashlib.md5(str(i).encode()).hexdigest() for i in range(1_000)]
+    twin = md5[7][:16] + "0" * 16  # the first 64 bits of a known hash, another full hash
+    seen = SeenHashes(pa.array(md5[:400]))
+    assert len(seen) == 400
+    assert seen.absent(pa.array([md5[3], md5[500], twin, md5[399]])).to_pylist() == [False, True, True, False]
+    seen.add([pa.chunked_array([md5[400:600], md5[600:700]]), pa.array(md5[:0])])
+    got = seen.absent(pa.chunked_array([md5[650:750]])).to_pylist()
+    assert got == [False] * 50 + [True] * 50
+    assert SeenHashes().absent(pa.array(md5[:3])).to_pylist() == [True] * 3
+
+
+def test_three_writes_of_one_month_in_one_commit_add_each_row_once(tmp_path):
+    dd = DataDir(tmp_path)
+    a, b, c = usage_rows(600), usage_rows(600, start=300), usage_rows(600, start=500)
+    with dd.lock("test"), dd.transaction() as tx:
+        for table, source in ((a, "a.csv"), (b, "b.csv"), (c, "c.csv")):
+            tx.write("premium_usage_files", table.to_batches(max_chunksize=97), source=source)
+    assert dd.read("premium_usage_files").num_rows == 1_100
+    assert hashes_and_sources(dd) == reference(dd, "premium_usage_files", [(a, "a.csv"), (b, "b.csv"), (c, "c.csv")])
+
+
 def test_a_file_of_mostly_repeated_rows_keeps_each_row_once(tmp_path):
     dd = DataDir(tmp_path)
     rows = usage_rows(2_000)
