@@ -33,6 +33,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -52,10 +53,10 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from . import lake
 from .errors import InputError, LockedError, UsageError
 from .logs import log
+from .rowhash import SeenHashes
 from .rowhash import sql_ident as _ident
 from .rowhash import sql_str as _sql_str
 from .schemas import DATASETS, META_COLUMNS, DatasetSpec
-from .rowhash import SeenHashes
 from .staging import Staged, layout_schema, rechunked, release_memory, stage
 
 try:  # POSIX advisory locks; released by the kernel when a process dies
@@ -76,6 +77,7 @@ DUCKDB_MEMORY_LIMIT = os.environ.get("APS_USAGE_DUCKDB_MEMORY", "128MB")
 # thousand rows of a month each); written one row group each, a 2M-row import spent 2.8 s in
 # 1,500 small writes and made files slow to scan.
 ROW_GROUP_ROWS = 128_000
+COMMIT_THREADS = 2  # months written at once by an append commit
 
 
 @dataclass
@@ -614,7 +616,7 @@ class Transaction:
         else:
             removed = 0
 
-        added = [0]
+        added: dict[str, int] = {}  # rows added per month (each month is one thread's)
 
         def kept_hashes(month: str) -> pa.Array | None:
             """Hashes of the month's rows that stay (so an incoming equal row is not added)."""
@@ -643,7 +645,7 @@ class Transaction:
                         continue
                     if i + 1 < len(mine):  # kept only when a later write of the month needs it
                         added_here.append(table.column("_row_hash"))
-                    added[0] += table.num_rows
+                    added[month] = added.get(month, 0) + table.num_rows
                     yield _in_schema(table, schema, month if spec.date_column else None)
                 seen.add(added_here)
 
@@ -671,13 +673,17 @@ class Transaction:
             # An append of known columns: each month's file written here (streamed, a row
             # group at a time) and committed with its add action. delta-rs's own writer holds
             # its partitioned input in memory (a 1M-row import peaked 190 MB higher).
-            actions = [a for month in months for a in [self._write_month_file(dt, spec, schema, month, month_tables(month))] if a]
+            # two months at a time: Arrow's readers, filters and Parquet writer release the
+            # GIL (a 2M-row import of 12 months: commit 1.75-2.5 s -> 1.4-1.6 s)
+            with ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="aps-usage-commit") as pool:
+                written = list(pool.map(lambda m: self._write_month_file(dt, spec, schema, m, month_tables(m)), months))
+            actions = [a for a in written if a]
             crash_point("mid-commit")
-            info["rows_added"] = added[0]
+            info["rows_added"] = sum(added.values())
             dt.create_write_transaction(
                 actions, mode="append", schema=schema, partition_by=[MONTH_COLUMN] if spec.date_column else None,
                 commit_properties=_commit_properties(dt, info))
-            return rows_before + added[0]
+            return rows_before + sum(added.values())
         # with a replace (or new columns): delta-rs's predicate overwrite / schema merge; it
         # counts the rows added into the commit's operationMetrics (history)
         reader = pa.RecordBatchReader.from_batches(schema, batches())
@@ -687,7 +693,7 @@ class Transaction:
             partition_by=[MONTH_COLUMN] if spec.date_column else None,
             commit_properties=properties,
         )
-        return rows_before - removed + added[0]
+        return rows_before - removed + sum(added.values())
 
     def _write_month_file(self, dt: DeltaTable, spec: DatasetSpec, schema: pa.Schema, month: str,
                           tables: Iterator[pa.Table]) -> AddAction | None:
