@@ -635,19 +635,16 @@ class Transaction:
             """The month's incoming rows not in the table yet (nor added by an earlier write of
             this commit; a write has no repeated row of its own, see staging.py)."""
             seen = SeenHashes(kept_hashes(month))
-            mine = [w for w in writes if month in w.staged.months]
-            for i, w in enumerate(mine):
-                added_here = []
-                for table in w.staged.tables(month):
-                    if len(seen):
-                        table = table.filter(seen.absent(table.column("_row_hash")))
-                    if not table.num_rows:
-                        continue
-                    if i + 1 < len(mine):  # kept only when a later write of the month needs it
-                        added_here.append(table.column("_row_hash"))
-                    added[month] = added.get(month, 0) + table.num_rows
+            mine = [w.staged.months[month] for w in writes if month in w.staged.months]
+            for i, staged in enumerate(mine):
+                new = staged.new_rows(seen)  # from the hashes alone: no new row, no rows read
+                if not new.any():
+                    continue
+                added[month] = added.get(month, 0) + int(new.sum())
+                if i + 1 < len(mine):  # a later write of the month must not add these again
+                    seen.add([staged.hashes_of(new)])
+                for table in staged.tables(None if new.all() else new):  # all new: no filtering
                     yield _in_schema(table, schema, month if spec.date_column else None)
-                seen.add(added_here)
 
         months = sorted({m for w in writes for m in w.staged.months})
 

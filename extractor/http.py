@@ -315,10 +315,10 @@ class ApiClient:
         return self.request("DELETE", path, **kwargs)
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
-        return self.request("GET", path, expect=_json_ok, **kwargs).json()
+        return self.request("GET", path, expect=json_ok, **kwargs).json()
 
     def post_json(self, path: str, **kwargs: Any) -> Any:
-        return self.request("POST", path, expect=_json_ok, **kwargs).json()
+        return self.request("POST", path, expect=json_ok, **kwargs).json()
 
     def download_to(self, url: str, path: Path) -> httpx.Response:
         """Stream a pre-signed URL into ``path`` (bounded memory; no auth header: the URL is
@@ -363,7 +363,8 @@ def _reason(state: RetryCallState) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _json_ok(response: httpx.Response) -> bool:
+def json_ok(response: httpx.Response) -> bool:
+    """The body is JSON (an ``expect`` check: a truncated body is retried like a dropped connection)."""
     try:
         json.loads(response.content)
     except ValueError:

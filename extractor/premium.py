@@ -33,7 +33,7 @@ from .apirows import (
 from .config import Settings
 from .dataset import DataDir, Replace
 from .errors import ApiError, InputError
-from .http import ApiClient
+from .http import ApiClient, json_ok
 from .incremental import DEFAULT_LAG_DAYS, day_windows, month_windows, plan_range, state_entry
 from .logs import log, progress
 from .personal import hash_personal_columns, load_salt
@@ -187,7 +187,7 @@ def _drop_personal(shape: QueryShape, team_id: str, message: str) -> None:
 def _get_results(api: ApiClient, query_id: str, offset: int, shape: QueryShape, team_id: str) -> dict:
     while True:
         response = api.get(f"{INSIGHTS}/usage-queries/{query_id}", params={"offset": offset, "limit": shape.limit},
-                           raise_for_status=False, expect=_is_json)
+                           raise_for_status=False, expect=json_ok)
         if response.is_success:
             return response.json()
         smaller = [n for n in PAGE_LIMITS if n < shape.limit]
@@ -195,14 +195,6 @@ def _get_results(api: ApiClient, query_id: str, offset: int, shape: QueryShape, 
             shape.limit = smaller[0]
             continue
         raise ApiClient.error_for(response, f"GET insights/v1/usage-queries/{query_id} (team {team_id})")
-
-
-def _is_json(response) -> bool:
-    try:
-        response.json()
-        return True
-    except ValueError:
-        return False
 
 
 class UsageQuery(jobs.Job):

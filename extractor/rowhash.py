@@ -93,12 +93,12 @@ class SeenHashes:
         self._order = np.argsort(self._keys, kind="stable")
         self._keys = self._keys[self._order]
 
-    def absent(self, hashes: pa.Array | pa.ChunkedArray) -> pa.Array:
+    def absent(self, hashes: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """True where a hash is not in the set."""
         hashes = hashes.combine_chunks() if isinstance(hashes, pa.ChunkedArray) else hashes
         keys = first_64_bits(hashes)
         if not len(self._keys):
-            return pa.array(np.ones(len(keys), dtype=bool))
+            return np.ones(len(keys), dtype=bool)
         pos = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
         hit = self._keys[pos] == keys
         absent = ~hit
@@ -111,4 +111,4 @@ class SeenHashes:
                 rest = rows[~same]
                 found = pc.is_in(hashes.take(pa.array(rest)), value_set=self._full).to_numpy(zero_copy_only=False)
                 absent[rest[~found]] = True
-        return pa.array(absent)
+        return absent

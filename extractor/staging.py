@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InputError
-from .rowhash import first_64_bits, row_hashes
+from .rowhash import SeenHashes, first_64_bits, row_hashes
 from .schemas import META_COLUMNS, DatasetSpec
 
 STAGING_ROW_GROUP = 64_000  # rows of a month gathered before they go to its spool
@@ -60,7 +60,7 @@ class Staged:
 
     def delete(self) -> None:
         for month in self.months.values():
-            month.spool.delete()
+            month.delete()
 
 
 def layout_schema(spec: DatasetSpec, extras: Iterable[str]) -> pa.Schema:
@@ -240,12 +240,10 @@ class _MonthFiles:
     def _finish_month(self, month: str) -> None:
         """Which of the month's spooled rows to keep (the first of equal rows)."""
         spool, hashes = self._spools.pop(month), self._hash_spools.pop(month)
-        try:
-            spool.close()
-            hashes.close()
-            self.staged[month] = _StagedMonth(spool, _first_of_equal_rows(hashes), self._in_layout)
-        finally:
-            hashes.delete()
+        spool.close()
+        hashes.close()
+        # the hash spool stays for the commit, which reads it to find the rows to add
+        self.staged[month] = _StagedMonth(spool, hashes, _first_of_equal_rows(hashes), self._in_layout)
 
     def _in_layout(self, table: pa.Table) -> pa.Table:
         """Every listed column (NULL where missing), extras, then the meta columns (the
@@ -276,7 +274,7 @@ class _MonthFiles:
                 self._finish_month(month)
         else:
             for staged in self.staged.values():
-                staged.spool.delete()
+                staged.delete()
             self.staged.clear()
         self._pending.clear()
         for spool in [*self._spools.values(), *self._hash_spools.values()]:
@@ -289,18 +287,42 @@ class _MonthFiles:
 @dataclass
 class _StagedMonth:
     spool: _RowFile
+    hashes: _RowFile  # the rows' hashes, in spool order
     keep: np.ndarray | None  # over the month's rows in spool order; None = keep all
     layout: Callable[[pa.Table], pa.Table]
 
-    def tables(self) -> Iterator[pa.Table]:
+    def tables(self, keep: np.ndarray | None = None) -> Iterator[pa.Table]:
+        """The rows ``keep`` marks (by default: the first of equal rows), in the write's layout."""
+        keep = self.keep if keep is None else keep
         row = 0
         for batch in self.spool.all_batches():
             table = pa.Table.from_batches([batch])
-            if self.keep is not None:
-                table = table.filter(pa.array(self.keep[row: row + batch.num_rows]))
+            if keep is not None:
+                table = table.filter(pa.array(keep[row: row + batch.num_rows]))
             row += batch.num_rows
             if table.num_rows:
                 yield self.layout(table)
+
+    def new_rows(self, seen: SeenHashes) -> np.ndarray:
+        """Over the month's rows in spool order: True for a row to add, the first of its equal
+        rows in this write and not in ``seen``. Reads only the hash spool, so that a month with
+        nothing new (a re-import) never reads its rows back."""
+        parts = [seen.absent(b.column(0)) if len(seen) else np.ones(b.num_rows, dtype=bool)
+                 for b in self.hashes.all_batches()]
+        new = np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+        return new if self.keep is None else new & self.keep
+
+    def hashes_of(self, rows: np.ndarray) -> pa.ChunkedArray:
+        """The hashes of the rows marked in ``rows`` (over the spool order)."""
+        out, start = [], 0
+        for batch in self.hashes.all_batches():
+            out.append(batch.column(0).filter(pa.array(rows[start: start + batch.num_rows])))
+            start += batch.num_rows
+        return pa.chunked_array(out, pa.string())
+
+    def delete(self) -> None:
+        self.spool.delete()
+        self.hashes.delete()
 
 
 def _first_of_equal_rows(hashes: _RowFile) -> np.ndarray | None:

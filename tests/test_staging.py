@@ -147,11 +147,11 @@ def test_seen_hashes_tells_new_from_known_across_adds():
     twin = md5[7][:16] + "0" * 16  # the first 64 bits of a known hash, another full hash
     seen = SeenHashes(pa.array(md5[:400]))
     assert len(seen) == 400
-    assert seen.absent(pa.array([md5[3], md5[500], twin, md5[399]])).to_pylist() == [False, True, True, False]
+    assert seen.absent(pa.array([md5[3], md5[500], twin, md5[399]])).tolist() == [False, True, True, False]
     seen.add([pa.chunked_array([md5[400:600], md5[600:700]]), pa.array(md5[:0])])
-    got = seen.absent(pa.chunked_array([md5[650:750]])).to_pylist()
+    got = seen.absent(pa.chunked_array([md5[650:750]])).tolist()
     assert got == [False] * 50 + [True] * 50
-    assert SeenHashes().absent(pa.array(md5[:3])).to_pylist() == [True] * 3
+    assert SeenHashes().absent(pa.array(md5[:3])).tolist() == [True] * 3
 
 
 def test_three_writes_of_one_month_in_one_commit_add_each_row_once(tmp_path):
