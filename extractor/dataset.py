@@ -33,7 +33,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -77,7 +76,6 @@ DUCKDB_MEMORY_LIMIT = os.environ.get("APS_USAGE_DUCKDB_MEMORY", "128MB")
 # thousand rows of a month each); written one row group each, a 2M-row import spent 2.8 s in
 # 1,500 small writes and made files slow to scan.
 ROW_GROUP_ROWS = 128_000
-COMMIT_THREADS = 2  # months written at once by an append commit
 
 
 @dataclass
@@ -616,7 +614,7 @@ class Transaction:
         else:
             removed = 0
 
-        added: dict[str, int] = {}  # rows added per month (each month is one thread's)
+        added: dict[str, int] = {}  # rows added per month
 
         def kept_hashes(month: str) -> pa.Array | None:
             """Hashes of the month's rows that stay (so an incoming equal row is not added)."""
@@ -670,11 +668,9 @@ class Transaction:
             # An append of known columns: each month's file written here (streamed, a row
             # group at a time) and committed with its add action. delta-rs's own writer holds
             # its partitioned input in memory (a 1M-row import peaked 190 MB higher).
-            # two months at a time: Arrow's readers, filters and Parquet writer release the
-            # GIL (a 2M-row import of 12 months: commit 1.75-2.5 s -> 1.4-1.6 s)
-            with ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="aps-usage-commit") as pool:
-                written = list(pool.map(lambda m: self._write_month_file(dt, spec, schema, m, month_tables(m)), months))
-            actions = [a for a in written if a]
+            # one month at a time: two at once saved 0.3 s of a 2M-row import but took a 6M-row
+            # re-import from 355 to 447 MB peak (bench/bench_import.py --rows 6000000)
+            actions = [a for month in months for a in [self._write_month_file(dt, spec, schema, month, month_tables(month))] if a]
             crash_point("mid-commit")
             info["rows_added"] = sum(added.values())
             dt.create_write_transaction(

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InputError
-from .rowhash import SeenHashes, first_64_bits, row_hashes
+from .rowhash import SeenHashes, first_64_bits, hash_bits, row_hashes
 from .schemas import META_COLUMNS, DatasetSpec
 
 STAGING_ROW_GROUP = 64_000  # rows of a month gathered before they go to its spool
@@ -230,7 +230,8 @@ class _MonthFiles:
         tables = self._pending.pop(month, [])
         if not tables:
             return
-        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        # one record batch per flush: the commit handles each spooled batch with a few calls
+        table = pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0].combine_chunks()
         if month not in self._spools:
             self._spools[month] = _RowFile(self.new_path)
             self._hash_spools[month] = _RowFile(self.new_path)
@@ -307,9 +308,13 @@ class _StagedMonth:
         """Over the month's rows in spool order: True for a row to add, the first of its equal
         rows in this write and not in ``seen``. Reads only the hash spool, so that a month with
         nothing new (a re-import) never reads its rows back."""
-        parts = [seen.absent(b.column(0)) if len(seen) else np.ones(b.num_rows, dtype=bool)
-                 for b in self.hashes.all_batches()]
-        new = np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+        if not len(seen):
+            rows = sum(b.num_rows for b in self.hashes.all_batches())
+            return np.ones(rows, dtype=bool) if self.keep is None else self.keep.copy()
+        # one lookup for the month (its hashes as 16 bytes a row meanwhile): a lookup per
+        # spooled batch cost twice as much
+        bits = [hash_bits(b.column(0)) for b in self.hashes.all_batches()]
+        new = seen.absent_bits(np.concatenate(bits) if bits else np.empty((0, 2), np.uint64))
         return new if self.keep is None else new & self.keep
 
     def hashes_of(self, rows: np.ndarray) -> pa.ChunkedArray:

@@ -126,14 +126,22 @@ def test_rows_whose_first_64_bits_collide_are_told_apart_by_the_full_hash(tmp_pa
 
 
 def test_a_reimport_whose_hashes_collide_in_64_bits_adds_exactly_the_new_rows(tmp_path, monkeypatch):
-    # the commit's lookup of the rows already there (rowhash.SeenHashes) with every 64-bit key
-    # equal: each incoming row is confirmed on its full hash
+    # the commit's lookup of the rows already there (rowhash.SeenHashes) with the first 64 bits
+    # of every hash equal: each incoming row is told apart by the last 64
     import extractor.rowhash as rowhash
 
     dd = DataDir(tmp_path)
     rows = usage_rows(3_000)
     write(dd, rows.slice(0, 2_000), "first.csv")
-    monkeypatch.setattr(rowhash, "first_64_bits", lambda hashes: np.zeros(len(hashes), dtype=np.uint64))
+    real_bits = rowhash.hash_bits
+
+    def first_half_zero(hashes):
+        bits = real_bits(hashes).copy()
+        bits[:, 0] = 0
+        return bits
+
+    monkeypatch.setattr(rowhash, "hash_bits", first_half_zero)
+    monkeypatch.setattr(staging, "hash_bits", first_half_zero)
     write(dd, rows.slice(1_000), "second.csv")  # 1,000 rows already there, 1,000 new
     got = dd.read("premium_usage_files")
     assert keyed(got.select(rows.column_names)) == keyed(rows)
