@@ -702,7 +702,10 @@ class Transaction:
             for table in rechunked(tables, ROW_GROUP_ROWS):
                 if writer is None:
                     local.parent.mkdir(parents=True, exist_ok=True)
-                    writer = pq.ParquetWriter(local, file_schema, compression="snappy")
+                    # min/max statistics only where a reader filters: with them on every text
+                    # column, writing 2M rows took 0.81 s instead of 0.58 s
+                    stats_columns = [c for c in (spec.date_column, "_extracted_at") if c]
+                    writer = pq.ParquetWriter(local, file_schema, compression="snappy", write_statistics=stats_columns)
                 table = table.select(file_schema.names)
                 writer.write_table(table)
                 rows += table.num_rows
