@@ -6,8 +6,9 @@ on the same file.
 Generates a usage report CSV (the shape of a Premium "Usage" export), then, each in a fresh
 subprocess so that peak memory is the run's own:
 1. the baseline: DuckDB ``COPY (FROM read_csv(...)) TO 'x.parquet'`` on the same file;
-2. a reference: the same ``COPY`` that also computes the row hash the way the import does
-   (``extractor.rowhash.hash_expr``);
+2. references: the same ``COPY`` that also computes the row hash the way the import does
+   (``extractor.rowhash.hash_expr``), and the import's own reading and typing of the file
+   with nothing written (the floor of any import built on that reader);
 3. ``aps-usage import`` (``import_paths``) into an empty data dir (goal: within 1.5x of 1.);
 4. the same import again into that data dir: every row a duplicate (goal: within 2.5x of 1.);
 5. an API-style re-extraction of the last 3 days of one team (``Replace`` of a date range):
@@ -172,17 +173,20 @@ def main() -> None:
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
         baseline = run_child("duckdb", csv_path, work / "duckdb.parquet")
         hashed = run_child("duckdb-hash", csv_path, work / "duckdb-hash.parquet")
+        parsed = run_child("parse", csv_path, work / "unused")  # the import's reading and typing alone
         ours = run_child("import", csv_path, work / "data")
         again = run_child("import", csv_path, work / "data")  # every row already there
         lag = run_child("lag-window", csv_path, work / "data")
         for name, r in (("duckdb COPY (baseline)", baseline), ("duckdb COPY + row hash", hashed),
+                        ("read + type only (no write)", parsed),
                         ("import (empty dataset)", ours), ("re-import (all duplicates)", again)):
             print(f"{name:<27} {r['rows']:>12,} rows {r['seconds']:8.1f}s {r['rows'] / r['seconds']:>12,.0f} rows/s "
                   f"peak RSS {r['peak_mb']:7.0f} MB")
         first, second = ours["seconds"] / baseline["seconds"], again["seconds"] / baseline["seconds"]
         print(f"ratio import/duckdb COPY: {first:.2f}x (goal 1.5x: {'met' if first <= 1.5 else 'NOT met'}); "
               f"re-import/duckdb COPY: {second:.2f}x (goal 2.5x: {'met' if second <= 2.5 else 'NOT met'}); "
-              f"duckdb with the row hash/duckdb: {hashed['seconds'] / baseline['seconds']:.2f}x")
+              f"duckdb with the row hash/duckdb: {hashed['seconds'] / baseline['seconds']:.2f}x; "
+              f"the import's read + type alone/duckdb: {parsed['seconds'] / baseline['seconds']:.2f}x")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         peak = max(ours["peak_mb"], again["peak_mb"])
         print(f"import peak RSS {peak:.0f} MB: {'within' if peak <= MEMORY_GOAL_MB else 'OVER'} the "
