@@ -309,8 +309,7 @@ class _StagedMonth:
         rows in this write and not in ``seen``. Reads only the hash spool, so that a month with
         nothing new (a re-import) never reads its rows back."""
         if not len(seen):
-            rows = sum(b.num_rows for b in self.hashes.all_batches())
-            return np.ones(rows, dtype=bool) if self.keep is None else self.keep.copy()
+            return np.ones(self.hashes.rows, dtype=bool) if self.keep is None else self.keep.copy()
         # one lookup for the month (its hashes as 16 bytes a row meanwhile): a lookup per
         # spooled batch cost twice as much
         bits = [hash_bits(b.column(0)) for b in self.hashes.all_batches()]
@@ -366,6 +365,7 @@ class _RowFile:
     def __init__(self, new_path: Callable[[], Path]):
         self.new_path = new_path
         self.paths: list[Path] = []
+        self.rows = 0  # rows written
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
         self._sink: pa.OSFile | None = None
         self._schema: pa.Schema | None = None
@@ -378,6 +378,7 @@ class _RowFile:
             self._writer = pa.ipc.new_stream(self._sink, table.schema)
             self._schema = table.schema
         self._writer.write_table(table)
+        self.rows += table.num_rows
 
     def close(self) -> None:
         if self._writer is not None:
@@ -399,3 +400,4 @@ class _RowFile:
         for p in self.paths:
             p.unlink(missing_ok=True)
         self.paths = []
+        self.rows = 0
