@@ -123,6 +123,29 @@ def test_an_error_inside_the_transaction_rolls_everything_back(tmp_path):
     assert visible(dd) == before
 
 
+def test_an_interrupt_while_a_transaction_closes_leaves_no_scratch(tmp_path, monkeypatch):
+    # Ctrl-C inside Transaction.close(), before it removes its folder: releasing the lock
+    # removes the run's scratch anyway (CI once saw a tx- folder left by an interrupted extract)
+    from extractor import dataset
+
+    dd = DataDir(tmp_path)
+    write(dd, "premium_usage", usage(BASE))
+    before = visible(dd)
+    real_close = dataset.Transaction.close
+
+    def interrupted_close(self):
+        monkeypatch.setattr(dataset.Transaction, "close", real_close)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dataset.Transaction, "close", interrupted_close)
+    with pytest.raises(KeyboardInterrupt):
+        with dd.lock("test"), dd.transaction() as tx:
+            tx.write("premium_usage", usage([("2026-03-01", "Maya", "1", 1.0)]), source="x")
+            raise KeyboardInterrupt
+    assert not list(dd.tmp_dir.glob("tx-*"))
+    assert visible(dd) == before
+
+
 WRITER = textwrap.dedent(
     """
     import sys, pyarrow as pa
