@@ -616,18 +616,19 @@ class Transaction:
 
         added: dict[str, int] = {}  # rows added per month
 
-        def kept_hashes(month: str) -> pa.Array | None:
-            """Hashes of the month's rows that stay (so an incoming equal row is not added)."""
+        def kept_hashes(month: str) -> pa.ChunkedArray | None:
+            """Hashes of the month's rows that stay (so an incoming equal row is not added);
+            SeenHashes reads them chunk by chunk, so they are not copied into one array."""
             if everything or not rows_before:
                 return None
             if not predicate:  # pyarrow reads only that month's files, only that column
                 where = pc.field(MONTH_COLUMN) == month if spec.date_column else None
-                return existing.to_table(columns=["_row_hash"], filter=where).column(0).combine_chunks()
+                return existing.to_table(columns=["_row_hash"], filter=where).column(0)
             where = [f"NOT coalesce(({predicate}), false)"]
             if spec.date_column:
                 where.append(f"{MONTH_COLUMN} = {_sql_str(month)}")
             sql = f"SELECT _row_hash FROM existing WHERE {' AND '.join(where)}"
-            return _arrow(con, sql).column(0).combine_chunks()
+            return _arrow(con, sql).column(0)
 
         def month_tables(month: str) -> Iterator[pa.Table]:
             """The month's incoming rows not in the table yet (nor added by an earlier write of

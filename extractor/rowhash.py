@@ -72,8 +72,8 @@ def _hex_words(hashes: pa.Array, words: int) -> np.ndarray:
 
 class SeenHashes:
     """Row hashes already in a month, to tell which incoming rows are new: the 128 bits of each
-    hash as two numbers (16 bytes a row, not an md5 hex string's 36), sorted once, each incoming
-    batch looked up by binary search on the first 64 bits and confirmed on the last 64.
+    hash as two numbers (16 bytes a row, not an md5 hex string's 36), sorted once, an incoming
+    month's hashes looked up by binary search on the first 64 bits and confirmed on the last 64.
 
     Why not ``pc.is_in(batch, value_set=seen)``: Arrow builds a hash table of the value set on
     every call, so probing a month batch by batch cost O(rows x batches): 15.8 s of a 2M-row
@@ -97,13 +97,8 @@ class SeenHashes:
         order = np.argsort(bits[:, 0])  # by the first 64 bits only: absent() compares a run of equal ones whole
         self._first, self._last = bits[order, 0], bits[order, 1]
 
-    def absent(self, hashes: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """True where a hash is not in the set."""
-        chunks = hashes.chunks if isinstance(hashes, pa.ChunkedArray) else [hashes]
-        return self.absent_bits(np.concatenate([hash_bits(c) for c in chunks] or [np.empty((0, 2), np.uint64)]))
-
     def absent_bits(self, bits: np.ndarray) -> np.ndarray:
-        """:meth:`absent` for hashes given as :func:`hash_bits`."""
+        """True where a hash, given as its :func:`hash_bits`, is not in the set."""
         if not len(self._first):
             return np.ones(len(bits), dtype=bool)
         n = len(self._first)
