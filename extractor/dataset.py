@@ -52,11 +52,11 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from . import lake
 from .errors import InputError, LockedError, UsageError
 from .logs import log
-from .rowhash import SeenHashes
+from .rowhash import ROW_HASH_VERSION, RowHasher, SeenHashes
 from .rowhash import sql_ident as _ident
 from .rowhash import sql_str as _sql_str
 from .schemas import DATASETS, META_COLUMNS, DatasetSpec
-from .staging import Staged, layout_schema, rechunked, release_memory, stage
+from .staging import Known, Staged, layout_schema, rechunked, release_memory, stage
 
 try:  # POSIX advisory locks; released by the kernel when a process dies
     import fcntl
@@ -180,6 +180,7 @@ class DataDir:
             d.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = None
         self.converted: dict[str, int] = {}  # rows per dataset converted from the old layout
+        self.upgraded: dict[str, int] = {}  # rows per dataset whose row hashes were recomputed
 
     # ---- tables ------------------------------------------------------------------------
     def table_uri(self, name: str) -> str:
@@ -363,6 +364,26 @@ class DataDir:
         except CommitFailedError as err:
             raise LockedError(f"{name}: another writer committed while restoring; run restore again ({err})") from None
 
+    def upgrade_row_hashes(self) -> dict[str, int]:
+        """Recompute ``_row_hash`` of every table whose rows were hashed before
+        :data:`~.rowhash.ROW_HASH_VERSION` (a data dir of an earlier release): one overwrite
+        commit per table, so a re-import after the upgrade still finds every stored row.
+        Returns the rows rehashed per dataset."""
+        self._require_lock()
+        upgraded = {}
+        for name in DATASETS:
+            dt = self.table(name)
+            if dt is None or not _count(dt) or self._table_state(name, dt).get("row_hash") == ROW_HASH_VERSION:
+                continue
+            tx = Transaction(self)
+            try:
+                upgraded[name] = tx.rehash(name)
+            finally:
+                tx.close()
+            log.info("%s: row hashes upgraded to version %d (%d rows)", name, ROW_HASH_VERSION, upgraded[name])
+        self.upgraded.update(upgraded)
+        return upgraded
+
     def vacuum(self, retention_hours: int | None = None, dry_run: bool = False) -> dict[str, list[str]]:
         """Delete data files no version within the retention period needs."""
         out = {}
@@ -416,6 +437,7 @@ class DataDir:
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
             self._sync_salt()
             self.ensure_tables()
+            self.upgrade_row_hashes()
             yield self
             self._sync_salt()
         finally:
@@ -508,19 +530,47 @@ class Transaction:
             self._n += 1
             return self.dir / f"{dataset}-{self._n:05d}.arrow"
 
-        if self._con is None:  # one thread hashes beside the reader
-            self._con = self.dd.connect(threads=1)
-        cursor = self._con.cursor()
-        try:
-            staged = stage(
-                (_conform(batch, spec, source) for batch in _batches(data)), spec, source=source,
-                extracted_at=self.extracted_at, cursor=cursor, new_path=new_path,
-                after_batch=lambda: crash_point("staging"),
-            )
-        finally:
-            cursor.close()
+        earlier = self._writes.get(dataset, [])
+        if replace is not None and any(w.staged.dropped for w in earlier):
+            raise UsageError(f"{dataset}: a replace after an append in one transaction: write the replace first")
+        # An append drops the rows the table holds already while it stages (so a re-import
+        # spools nothing); not after a replace of this transaction, which may remove them.
+        known = self._known(dataset) if replace is None and all(w.replace is None for w in earlier) else None
+        staged = stage(
+            (_conform(batch, spec, source) for batch in _batches(data)), spec, source=source,
+            extracted_at=self.extracted_at, new_path=new_path, known=known,
+            after_batch=lambda: crash_point("staging"),
+        )
         self._writes.setdefault(dataset, []).append(_Write(staged, source, replace))
         return staged.rows
+
+    def _known(self, dataset: str) -> Known | None:
+        """The table's stored hashes as of now, month by month; None for an empty table."""
+        dt = self.dd.table(dataset)
+        if dt is None:
+            return None
+        actions = pa.table(dt.get_add_actions(flatten=True))
+        if not actions.num_rows:
+            return None
+        partitioned = DATASETS[dataset].date_column is not None
+        months = actions.column(f"partition.{MONTH_COLUMN}").to_pylist() if partitioned else [""] * actions.num_rows
+        rows: dict[str, int] = {}
+        files: dict[str, set[str]] = {}
+        for month, path, count in zip(months, actions.column("path").to_pylist(),
+                                      actions.column("num_records").to_pylist()):
+            # a file without its row count: the month is compared by the commit, not here
+            rows[month] = -1 if count is None or rows.get(month, 0) < 0 else rows.get(month, 0) + count
+            files.setdefault(month, set()).add(path)
+        stored = dt.to_pyarrow_dataset()
+
+        def load(month: str) -> SeenHashes:
+            where = pc.field(MONTH_COLUMN) == month if partitioned else None
+            try:
+                return SeenHashes(stored.to_table(columns=["_row_hash"], filter=where).column(0))
+            except (pa.ArrowInvalid, OSError, DeltaError) as err:  # a torn file: named in one line
+                raise _unreadable_error(dt, err) from None
+
+        return Known(dt.version(), load, rows, {m: frozenset(f) for m, f in files.items()})
 
     def set_state(self, dataset: str, key: str, value: Any) -> None:
         self._state_changes.setdefault(dataset, {})[key] = value
@@ -544,11 +594,7 @@ class Transaction:
     def commit(self) -> None:
         """One Delta commit per dataset written or whose state changed (see the module doc)."""
         crash_point("before-commit")
-        # the staging connection (hashing) and the readers' buffers are not needed any more
-        if self._con is not None:
-            self._con.close()
-            self._con = None
-        release_memory()
+        release_memory()  # the readers' buffers are not needed any more
         for dataset in [*self._writes, *(d for d in self._state_changes if d not in self._writes)]:
             try:
                 self.rows_written[dataset] = self._commit_with_retries(dataset)
@@ -589,6 +635,8 @@ class Transaction:
         if dt is None:  # created under the lock; only a table deleted since is missing
             dd.ensure_tables()
             dt = dd.table(spec.name)
+        version = dt.version()
+        _check_dropped_rows_still_stored(spec, dt, writes)
         everything = any(w.replace is not None and w.replace.everything for w in writes)
         predicates = [p for w in writes if w.replace is not None and not w.replace.everything
                       for p in [self._replace_predicate(spec, w.replace, w.staged)] if p]
@@ -633,15 +681,19 @@ class Transaction:
         def month_tables(month: str) -> Iterator[pa.Table]:
             """The month's incoming rows not in the table yet (nor added by an earlier write of
             this commit; a write has no repeated row of its own, see staging.py)."""
-            seen = SeenHashes(kept_hashes(month))
-            mine = [w.staged.months[month] for w in writes if month in w.staged.months]
+            ours = [w for w in writes if month in w.staged.months]
+            # rows the table held at this version were dropped while staging: nothing to read
+            compared = all(w.staged.known is not None and w.staged.known.version == version
+                           and month in w.staged.checked for w in ours)
+            seen = SeenHashes(None if compared else kept_hashes(month))
+            mine = [w.staged.months[month] for w in ours]
             for i, staged in enumerate(mine):
                 new = staged.new_rows(seen)  # from the hashes alone: no new row, no rows read
                 if not new.any():
                     continue
                 added[month] = added.get(month, 0) + int(new.sum())
                 if i + 1 < len(mine):  # a later write of the month must not add these again
-                    seen.add([staged.hashes_of(new)])
+                    seen.add_bits([staged.all_bits()[new]])
                 for table in staged.tables(None if new.all() else new):  # all new: no filtering
                     yield _in_schema(table, schema, month if spec.date_column else None)
 
@@ -662,6 +714,7 @@ class Transaction:
                 "rows_received": sum(w.staged.rows for w in writes),
             }),
             "command": self.command,
+            "row_hash": ROW_HASH_VERSION,
         }
         info["rows_removed"] = removed
         properties = _commit_properties(dt, info)
@@ -706,7 +759,10 @@ class Transaction:
                     # min/max statistics only where a reader filters: with them on every text
                     # column, writing 2M rows took 0.81 s instead of 0.58 s
                     stats_columns = [c for c in (spec.date_column, "_extracted_at") if c]
-                    writer = pq.ParquetWriter(local, file_schema, compression="snappy", write_statistics=stats_columns)
+                    # no dictionary for the row hash, distinct on every row: trying one cost 10%
+                    dictionary = [c for c in file_schema.names if c != "_row_hash"]
+                    writer = pq.ParquetWriter(local, file_schema, compression="snappy", write_statistics=stats_columns,
+                                              use_dictionary=dictionary)
                 table = table.select(file_schema.names)
                 writer.write_table(table)
                 rows += table.num_rows
@@ -727,6 +783,40 @@ class Transaction:
             stats["maxValues"] = {spec.date_column: high.isoformat()}
         return AddAction(rel, local.stat().st_size, {MONTH_COLUMN: month} if spec.date_column else {},
                          int(time.time() * 1000), True, json.dumps(stats))
+
+    def rehash(self, name: str) -> int:
+        """Rewrite the table with every ``_row_hash`` recomputed, month by month, in one
+        overwrite commit that keeps the table's state; returns the rows rewritten."""
+        spec = DATASETS[name]
+        dt = self.dd.table(name)
+        schema = pa.schema(dt.schema().to_arrow())
+        stored = dt.to_pyarrow_dataset()
+        actions = pa.table(dt.get_add_actions(flatten=True))
+        months = (sorted(set(actions.column(f"partition.{MONTH_COLUMN}").to_pylist())) if spec.date_column
+                  else [""])
+        hasher = RowHasher(spec)
+        rows = 0
+
+        def rehashed(month: str) -> Iterator[pa.Table]:
+            nonlocal rows
+            where = pc.field(MONTH_COLUMN) == month if spec.date_column else None
+            for batch in stored.to_batches(filter=where, batch_size=64_000):
+                table = pa.Table.from_batches([batch])
+                rows += table.num_rows
+                yield table.set_column(table.schema.get_field_index("_row_hash"), "_row_hash", hasher.hex(table))
+
+        added = [a for month in months for a in [self._write_month_file(dt, spec, schema, month, rehashed(month))] if a]
+        crash_point("mid-commit")
+        info = {**self.dd._table_state(name, dt), "command": f"upgrade row hashes to version {ROW_HASH_VERSION}",
+                "rows_added": 0, "rows_removed": 0, "row_hash": ROW_HASH_VERSION}
+        try:
+            dt.create_write_transaction(added, mode="overwrite", schema=schema,
+                                        partition_by=[MONTH_COLUMN] if spec.date_column else None,
+                                        commit_properties=_commit_properties(dt, info))
+        except CommitFailedError as err:
+            raise LockedError(f"{name}: another writer committed while its row hashes were upgraded; run again "
+                              f"({str(err).splitlines()[0]})") from None
+        return rows
 
     def _replace_predicate(self, spec: DatasetSpec, r: Replace, staged: Staged) -> str:
         """The replace as SQL that DuckDB and delta-rs (DataFusion) both read."""
@@ -763,6 +853,27 @@ class Transaction:
                     part = f"({part} OR {_ident(c)} IS NULL)"
                 conds.append(part)
         return " AND ".join(conds) if conds else ""
+
+
+def _check_dropped_rows_still_stored(spec: DatasetSpec, dt: DeltaTable, writes: list[_Write]) -> None:
+    """Rows a write dropped while staging because the table held them: when another writer
+    committed since (the commit is made again from its version), every data file of those
+    months must still be there, or rows this run relied on may be gone."""
+    stale = [w for w in writes if w.staged.dropped and w.staged.known.version != dt.version()]
+    if not stale:
+        return
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    months = (actions.column(f"partition.{MONTH_COLUMN}").to_pylist() if spec.date_column
+              else [""] * actions.num_rows)
+    now: dict[str, set[str]] = {}
+    for month, path in zip(months, actions.column("path").to_pylist()):
+        now.setdefault(month, set()).add(path)
+    for w in stale:
+        for month in w.staged.dropped:
+            if not w.staged.known.files.get(month, frozenset()) <= now.get(month, set()):
+                raise LockedError(f"{spec.name}: another writer removed or rewrote rows of "
+                                  f"{month or 'the table'} while this run read its input; nothing of "
+                                  "this run was written to it, run again")
 
 
 def _unreadable_error(dt: DeltaTable | None, err: Exception) -> Exception:

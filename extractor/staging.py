@@ -1,15 +1,21 @@
 """One write of a transaction, staged locally until the commit streams it into the Delta table.
 
-A staged row has the input's columns (listed ones typed, extras as text) plus ``_source``,
-``_extracted_at`` and ``_row_hash``. DuckDB hashes a batch in a worker thread while the
-caller produces the next one (the CSV reader and converters release the GIL), then the rows
-are split by month and spooled per month to an Arrow IPC stream in local scratch (see
-:class:`_MonthFiles` for why).
+A staged row has the input's columns (listed ones typed, extras as text) plus ``_source`` and
+``_extracted_at``; its row hash (``rowhash.py``) is spooled apart as two 64-bit lanes and
+written as ``_row_hash`` text only for the rows the commit adds. A worker thread hashes a
+table and splits it by month while the caller reads the next one (the CSV reader and
+Arrow's kernels release the GIL); each month's rows go to an Arrow IPC spool in local
+scratch (see :class:`_MonthFiles` for why).
 
-Duplicates within the write are dropped: every row of a write has the same ``_source`` and
-``_extracted_at``, so of equal rows the first is kept. Equal rows have the same usage date,
-so they are in the same month: when the input ends, the first 64 bits of each month's row
-hashes are sorted (8 bytes a row), rows whose bits repeat are compared by their full hash,
+Rows the table already holds are dropped on the way when the transaction allows it (an
+append, see ``Transaction.write``): a month's stored hashes are loaded when the write first
+meets the month, so a re-import spools, and the commit reads back, nothing. The commit checks
+that no other writer removed those stored rows meanwhile.
+
+Duplicates within the write are dropped too: every row of a write has the same ``_source``
+and ``_extracted_at``, so of equal rows the first is kept. Equal rows have the same usage
+date, so they are in the same month: when the input ends, the first lane of each month's
+row hashes is sorted (8 bytes a row), rows whose lanes repeat are compared by both lanes,
 and only the first of equal rows is kept. Memory follows the rows of the largest month,
 never the whole input.
 """
@@ -20,21 +26,36 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InputError
-from .rowhash import SeenHashes, first_64_bits, hash_bits, row_hashes
+from .rowhash import RowHasher, SeenHashes, to_hex
 from .schemas import META_COLUMNS, DatasetSpec
 
 STAGING_ROW_GROUP = 64_000  # rows of a month gathered before they go to its spool
 STAGING_BUFFER_ROWS = 40_000  # rows buffered across months: past it the fullest month is spooled
+
+
+# Stored hashes a write may hold at once to drop rows already stored (16 bytes a row): past
+# it, a month's rows are spooled and the commit compares them month by month instead.
+KNOWN_ROWS_LIMIT = 6_000_000
+
+
+@dataclass
+class Known:
+    """A table's stored row hashes at one version, month by month, for a write that drops
+    rows the table already holds (see ``Transaction.write``)."""
+
+    version: int
+    load: Callable[[str], SeenHashes]  # the month's stored hashes
+    rows: dict[str, int]  # stored rows per month
+    files: dict[str, frozenset[str]]  # the month's data files at ``version``
 
 
 @dataclass
@@ -44,6 +65,9 @@ class Staged:
     months: dict[str, _StagedMonth]  # month ("YYYY-MM", or "" when not partitioned) -> its spool
     rows: int  # rows received
     columns: set[str]  # every column the write brought (listed, extra, meta)
+    known: Known | None = None  # the table version whose stored rows were dropped
+    checked: set[str] = field(default_factory=set)  # months compared with ``known`` while staging
+    dropped: dict[str, int] = field(default_factory=dict)  # per month: rows dropped as already stored
 
     def tables(self, month: str) -> Iterator[pa.Table]:
         """The month's rows (each row hash once), in the write's layout."""
@@ -75,40 +99,52 @@ def stage(
     *,
     source: str,
     extracted_at: datetime,
-    cursor: duckdb.DuckDBPyConnection,
     new_path: Callable[[], Path],
+    known: Known | None = None,
     after_batch: Callable[[], None] = lambda: None,
 ) -> Staged:
-    """Stage ``tables`` (conformed to the dataset's types) for ``spec``; ``cursor`` hashes
-    (in a worker thread: one DuckDB thread is enough, the other core reads the input)."""
+    """Stage ``tables`` (conformed to the dataset's types) for ``spec``; with ``known``, rows
+    the table holds at ``known.version`` are dropped. A worker thread hashes and spools each
+    table while the caller reads the next one: reading, and hashing with spooling, each take
+    about half of the CPU time of an import (bench/bench_import.py)."""
     use_lean_memory_pool()
-    months = _MonthFiles(spec, new_path, source, extracted_at)
+    months = _MonthFiles(spec, new_path, source, extracted_at, known)
+    hasher = RowHasher(spec)
     rows = 0
+
+    def staged(table: pa.Table) -> None:
+        if "_row_hash" in table.column_names:  # never trusted from the input
+            table = table.drop_columns(["_row_hash"])
+        months.add(table, hasher.bits(table))
+
     try:
-        # one table hashed ahead while the caller reads the next
-        with ThreadPoolExecutor(1, thread_name_prefix="aps-usage-row-hash") as pool:
-            ahead: Future | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="aps-usage-staging") as pool:
+            ahead: Future | None = None  # at most one table staged while the next is read
             try:
                 for table in tables:
                     months.check(table, source)
                     rows += table.num_rows
-                    job = pool.submit(_with_hash, cursor, spec, table)
                     if ahead is not None:
-                        months.add(ahead.result())
-                    ahead = job
+                        ahead.result()
+                    ahead = pool.submit(staged, table)
                     after_batch()
                 if ahead is not None:
-                    months.add(ahead.result())
+                    ahead.result()
                     ahead = None
             finally:
                 if ahead is not None:
                     ahead.cancel()
+                    try:  # a running one is not cancelled: let it finish before the spools close
+                        ahead.result()
+                    except BaseException:  # noqa: BLE001 - the first error is the one raised
+                        pass
+        months.forget_known()
         release_memory()  # the reading buffers, before the months are de-duplicated
         months.close()
     except BaseException:
         months.close(flush=False)
         raise
-    return Staged(months.staged, rows, months.columns)
+    return Staged(months.staged, rows, months.columns | {"_row_hash"}, known, months.checked, months.dropped)
 
 
 def use_lean_memory_pool() -> None:
@@ -154,11 +190,17 @@ def release_memory() -> None:
         pass
 
 
-def _with_hash(cursor, spec: DatasetSpec, table: pa.Table) -> pa.Table:
-    hashes = row_hashes(cursor, spec, table) if table.num_rows else pa.array([], pa.string())
-    if "_row_hash" in table.column_names:  # never trusted from the input
-        table = table.drop_columns(["_row_hash"])
-    return table.append_column(pa.field("_row_hash", pa.string()), hashes)
+def first_lane(bits: np.ndarray) -> np.ndarray:
+    """The sort key of a row hash when looking for repeats (a test makes every key collide)."""
+    return bits[:, 0]
+
+
+def _bits_table(bits: np.ndarray) -> pa.Table:
+    return pa.table({"h0": bits[:, 0], "h1": bits[:, 1]})
+
+
+def _bits_of(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
+    return np.stack([batch.column(0).to_numpy(), batch.column(1).to_numpy()], axis=1)
 
 
 class _MonthFiles:
@@ -169,19 +211,25 @@ class _MonthFiles:
     time. A month's rows are appended to an Arrow IPC stream (local scratch), which keeps
     nothing in memory, in slices of up to :data:`STAGING_ROW_GROUP` rows.
 
-    A month's row hashes are spooled apart as well, so that its duplicates can be found (see
-    :func:`_first_of_equal_rows`) before its rows are read back."""
+    A month's row hashes are spooled apart (two uint64 a row), so that its duplicates can be
+    found (see :func:`_first_of_equal_rows`) before its rows are read back."""
 
-    def __init__(self, spec: DatasetSpec, new_path: Callable[[], Path], source: str, extracted_at: datetime):
+    def __init__(self, spec: DatasetSpec, new_path: Callable[[], Path], source: str, extracted_at: datetime,
+                 known: Known | None = None):
         self.spec = spec
         self.new_path = new_path
         self.source = source
         self.extracted_at = extracted_at
         self.staged: dict[str, _StagedMonth] = {}
         self.columns: set[str] = set()
+        self.dropped: dict[str, int] = {}
+        self.checked: set[str] = set()  # months compared with the stored hashes
+        self._known = known
+        self._stored: dict[str, SeenHashes | None] = {}  # month -> its stored hashes (None: not loaded)
+        self._stored_rows = 0
         self._spools: dict[str, _RowFile] = {}
         self._hash_spools: dict[str, _RowFile] = {}
-        self._pending: dict[str, list[pa.Table]] = {}
+        self._pending: dict[str, list[tuple[pa.Table, np.ndarray]]] = {}
 
     def check(self, table: pa.Table, source: str) -> None:
         column = self.spec.date_column
@@ -192,51 +240,85 @@ class _MonthFiles:
             if nulls:
                 raise InputError(f"{source}: column '{column}': {nulls} row(s) have no date")
 
-    def add(self, table: pa.Table) -> None:
+    def add(self, table: pa.Table, bits: np.ndarray) -> None:
         self.columns |= set(table.column_names)
         if not self.spec.date_column:
-            self._buffer("", table)
+            rows = self._not_stored("", np.arange(table.num_rows), bits)
+            if len(rows) == table.num_rows:
+                self._buffer("", table, bits)
+            elif len(rows):
+                self._buffer("", table.take(pa.array(rows)), bits[rows])
             return
         if not table.num_rows:
             return
         dates = table.column(self.spec.date_column)
         keys = pc.add(pc.multiply(pc.year(dates), 100), pc.month(dates))
-        order = pc.sort_indices(keys)  # stable: rows keep their order within a month
-        keys = keys.take(order).to_numpy()
+        order = pc.sort_indices(keys).to_numpy()  # stable: rows keep their order within a month
+        keys = keys.to_numpy()[order]
         starts = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), len(keys)]
         for start, end in zip(starts, starts[1:]):
             key = int(keys[start])
-            # a take per month, not slices of one: a buffered slice would keep the whole batch alive
-            self._buffer(f"{key // 100:04d}-{key % 100:02d}", table.take(order.slice(start, end - start)))
+            month = f"{key // 100:04d}-{key % 100:02d}"
+            rows = self._not_stored(month, order[start:end], bits)
+            if len(rows):
+                # a take per month, not slices of one: a buffered slice would keep the whole batch alive
+                self._buffer(month, table.take(pa.array(rows)), bits[rows])
+
+    def _not_stored(self, month: str, rows: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """Of ``rows``, those whose hash the table did not hold at the known version."""
+        if self._known is None:
+            return rows
+        if month not in self._stored:
+            stored_rows = self._known.rows.get(month, 0)
+            self._stored[month] = None
+            if stored_rows == 0:  # nothing stored: nothing to drop
+                self.checked.add(month)
+            elif 0 < stored_rows and self._stored_rows + stored_rows <= KNOWN_ROWS_LIMIT:
+                self._stored[month] = self._known.load(month)
+                self._stored_rows += stored_rows
+                self.checked.add(month)
+            # else a row count unknown, or more hashes than to hold: the commit compares the month
+        stored = self._stored[month]
+        if stored is None:
+            return rows
+        new = stored.absent_bits(bits[rows])
+        if not new.all():
+            self.dropped[month] = self.dropped.get(month, 0) + int(len(rows) - new.sum())
+            rows = rows[new]
+        return rows
+
+    def forget_known(self) -> None:
+        self._stored.clear()
 
     def flush_all(self) -> None:
         for month in list(self._pending):
             self._flush(month)
 
-    def _buffer(self, month: str, table: pa.Table) -> None:
+    def _buffer(self, month: str, table: pa.Table, bits: np.ndarray) -> None:
         # A month's slices are gathered before they go to its spool: fewer, larger writes.
         queued = self._pending.get(month)
-        if queued and not queued[0].schema.equals(table.schema):
+        if queued and not queued[0][0].schema.equals(table.schema):
             self._flush(month)
-        self._pending.setdefault(month, []).append(table)
-        if sum(t.num_rows for t in self._pending[month]) >= STAGING_ROW_GROUP:
+        self._pending.setdefault(month, []).append((table, bits))
+        if sum(t.num_rows for t, _ in self._pending[month]) >= STAGING_ROW_GROUP:
             self._flush(month)
         # bound what is buffered across months: flush the fullest month first
-        sizes = {m: sum(t.num_rows for t in ts) for m, ts in self._pending.items()}
+        sizes = {m: sum(t.num_rows for t, _ in ts) for m, ts in self._pending.items()}
         if sum(sizes.values()) >= STAGING_BUFFER_ROWS:
             self._flush(max(sizes, key=sizes.get))
 
     def _flush(self, month: str) -> None:
-        tables = self._pending.pop(month, [])
-        if not tables:
+        parts = self._pending.pop(month, [])
+        if not parts:
             return
         # one record batch per flush: the commit handles each spooled batch with a few calls
-        table = pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0].combine_chunks()
+        table = pa.concat_tables([t for t, _ in parts]).combine_chunks()
+        bits = np.concatenate([b for _, b in parts]) if len(parts) > 1 else parts[0][1]
         if month not in self._spools:
             self._spools[month] = _RowFile(self.new_path)
             self._hash_spools[month] = _RowFile(self.new_path)
         self._spools[month].add(table)
-        self._hash_spools[month].add(table.select(["_row_hash"]))
+        self._hash_spools[month].add(_bits_table(bits))
 
     def _finish_month(self, month: str) -> None:
         """Which of the month's spooled rows to keep (the first of equal rows)."""
@@ -269,6 +351,7 @@ class _MonthFiles:
     def close(self, flush: bool = True) -> None:
         """De-duplicate every month from what is spooled and buffered; after a failure
         (``flush=False``) only remove the spools."""
+        self._stored.clear()
         if flush:
             self.flush_all()
             for month in sorted(self._spools):
@@ -288,41 +371,36 @@ class _MonthFiles:
 @dataclass
 class _StagedMonth:
     spool: _RowFile
-    hashes: _RowFile  # the rows' hashes, in spool order
+    hashes: _RowFile  # the rows' hash lanes, in spool order
     keep: np.ndarray | None  # over the month's rows in spool order; None = keep all
     layout: Callable[[pa.Table], pa.Table]
 
     def tables(self, keep: np.ndarray | None = None) -> Iterator[pa.Table]:
-        """The rows ``keep`` marks (by default: the first of equal rows), in the write's layout."""
+        """The rows ``keep`` marks (by default: the first of equal rows), with their
+        ``_row_hash``, in the write's layout."""
         keep = self.keep if keep is None else keep
         row = 0
-        for batch in self.spool.all_batches():
-            table = pa.Table.from_batches([batch])
+        for batch, lanes in zip(self.spool.all_batches(), self.hashes.all_batches()):
+            table, bits = pa.Table.from_batches([batch]), _bits_of(lanes)
             if keep is not None:
-                table = table.filter(pa.array(keep[row: row + batch.num_rows]))
+                mask = keep[row: row + batch.num_rows]
+                table, bits = table.filter(pa.array(mask)), bits[mask]
             row += batch.num_rows
             if table.num_rows:
-                yield self.layout(table)
+                yield self.layout(table.append_column(pa.field("_row_hash", pa.string()), to_hex(bits)))
+
+    def all_bits(self) -> np.ndarray:
+        parts = [_bits_of(b) for b in self.hashes.all_batches()]
+        return np.concatenate(parts) if parts else np.empty((0, 2), np.uint64)
 
     def new_rows(self, seen: SeenHashes) -> np.ndarray:
         """Over the month's rows in spool order: True for a row to add, the first of its equal
         rows in this write and not in ``seen``. Reads only the hash spool, so that a month with
-        nothing new (a re-import) never reads its rows back."""
+        nothing new never reads its rows back."""
         if not len(seen):
             return np.ones(self.hashes.rows, dtype=bool) if self.keep is None else self.keep.copy()
-        # one lookup for the month (its hashes as 16 bytes a row meanwhile): a lookup per
-        # spooled batch cost twice as much
-        bits = [hash_bits(b.column(0)) for b in self.hashes.all_batches()]
-        new = seen.absent_bits(np.concatenate(bits) if bits else np.empty((0, 2), np.uint64))
+        new = seen.absent_bits(self.all_bits())  # one lookup for the month
         return new if self.keep is None else new & self.keep
-
-    def hashes_of(self, rows: np.ndarray) -> pa.ChunkedArray:
-        """The hashes of the rows marked in ``rows`` (over the spool order)."""
-        out, start = [], 0
-        for batch in self.hashes.all_batches():
-            out.append(batch.column(0).filter(pa.array(rows[start: start + batch.num_rows])))
-            start += batch.num_rows
-        return pa.chunked_array(out, pa.string())
 
     def delete(self) -> None:
         self.spool.delete()
@@ -331,9 +409,9 @@ class _StagedMonth:
 
 def _first_of_equal_rows(hashes: _RowFile) -> np.ndarray | None:
     """Over a month's rows in spool order: True for the first row of each row hash, False for
-    the repeats; None when no hash repeats. The first 64 bits of every hash are sorted (8
-    bytes a row); only rows whose bits repeat are compared by their full hash."""
-    keys = np.concatenate([first_64_bits(b.column(0)) for b in hashes.all_batches()] or [np.empty(0, np.uint64)])
+    the repeats; None when no hash repeats. The first lane of every hash is sorted (8 bytes a
+    row); only rows whose lanes repeat are compared by both lanes."""
+    keys = np.concatenate([first_lane(_bits_of(b)) for b in hashes.all_batches()] or [np.empty(0, np.uint64)])
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
     repeat = ordered[1:] == ordered[:-1]
@@ -343,18 +421,18 @@ def _first_of_equal_rows(hashes: _RowFile) -> np.ndarray | None:
     candidates[order[1:][repeat]] = True
     candidates[order[:-1][repeat]] = True
     positions = np.flatnonzero(candidates)
-    # a second pass over the spool for the candidates' full hashes: keeping every full hash
-    # from the first pass would cost 32+ bytes a row instead of 8
+    # a second pass over the spool for the candidates' both lanes: keeping them all from the
+    # first pass would cost 16 bytes a row instead of 8
     full, start = [], 0
     for batch in hashes.all_batches():
         end = start + batch.num_rows
         inside = positions[(positions >= start) & (positions < end)] - start
-        full.append(batch.column(0).take(pa.array(inside)))
+        full.append(_bits_of(batch)[inside])
         start = end
-    codes = pc.dictionary_encode(pa.concat_arrays(full)).indices.to_numpy()
+    _, first = np.unique(np.concatenate(full), axis=0, return_index=True)
     keep = np.ones(len(keys), dtype=bool)
     keep[positions] = False
-    keep[positions[np.unique(codes, return_index=True)[1]]] = True  # positions are in row order
+    keep[positions[first]] = True  # positions are in row order, np.unique gives each first index
     return keep
 
 

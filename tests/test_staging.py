@@ -1,21 +1,22 @@
-"""Staging a write (extractor/staging.py) and committing it: the row hash keeps its value,
-duplicates within a transaction are dropped on the way (the first write's row kept), and a
-re-import adds only the rows the table does not hold yet (the row already there stays)."""
+"""Staging a write (extractor/staging.py) and committing it: the row hash is the documented
+version 2 (extractor/rowhash.py), duplicates within a transaction are dropped on the way (the
+first write's row kept), and a re-import adds only the rows the table does not hold yet (the
+row already there stays)."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime
 
-import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from extractor import staging
-from extractor.dataset import DataDir, Replace, full_schema
-from extractor.rowhash import hash_expr
+from extractor.dataset import DataDir, Replace
+from extractor.rowhash import row_hashes
 from extractor.schemas import DATASETS
 
 
@@ -43,59 +44,99 @@ def keyed(table: pa.Table) -> list[tuple]:
 
 
 def reference(dd: DataDir, dataset: str, tables: list[tuple[pa.Table, str]]) -> list[tuple]:
-    """Every row through ``QUALIFY row_number() OVER (PARTITION BY _row_hash ORDER BY <write>) = 1``
-    with the hash computed by DuckDB over Parquet (the first write's row wins); returns (hash, source)."""
+    """Every row, written to Parquet and read back, keyed by its row hash; of equal hashes the
+    first write's row wins; returns (hash, source)."""
     spec = DATASETS[dataset]
-    con = duckdb.connect()
-    con.execute("SET TimeZone='UTC'")
-    parts = []
+    first: dict[str, str] = {}
     for i, (table, source) in enumerate(tables):
         path = dd.root / f"reference-{i}.parquet"
         pq.write_table(table, path)
-        parts.append(f"SELECT *, {hash_expr(spec, set(table.column_names))} AS _row_hash, '{source}' AS _source, {i} AS _write "
-                     f"FROM read_parquet('{path}')")
-    rows = con.execute(
-        f"SELECT _row_hash, _source FROM ({' UNION ALL BY NAME '.join(parts)}) "
-        "QUALIFY row_number() OVER (PARTITION BY _row_hash ORDER BY _write) = 1"
-    ).fetchall()
-    return sorted(rows)
+        for h in row_hashes(spec, pq.read_table(path)).to_pylist():
+            first.setdefault(h, source)
+    return sorted(first.items())
 
 
 def hashes_and_sources(dd: DataDir, dataset: str = "premium_usage_files") -> list[tuple]:
     return sorted((r["_row_hash"], r["_source"]) for r in dd.read(dataset).to_pylist())
 
 
-def test_row_hash_is_the_md5_it_always_was(tmp_path):
+MASK = (1 << 64) - 1
+
+
+def splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK
+    return x ^ (x >> 31)
+
+
+def documented_hash(row: dict, types: dict[str, pa.DataType]) -> str:
+    """extractor/rowhash.py's definition, in plain Python, one row at a time."""
+    import struct
+
+    lanes = [0, 0]
+    for name, value in row.items():
+        if value is None or name not in types:
+            continue
+        kind = types[name]
+        if pa.types.is_string(kind):
+            cell = struct.unpack("<2Q", hashlib.md5(name.encode() + b"\x1f" + value.encode()).digest())
+        else:
+            if pa.types.is_floating(kind):
+                tag, bits = "float", struct.unpack("<Q", struct.pack("<d", value + 0.0))[0]
+            elif pa.types.is_boolean(kind):
+                tag, bits = "bool", int(value)
+            elif pa.types.is_integer(kind):
+                tag, bits = "int", value & MASK
+            elif pa.types.is_date(kind):
+                tag, bits = "date", (value - date(1970, 1, 1)).days & MASK
+            else:
+                tag, bits = "timestamp", ((value - datetime(1970, 1, 1, tzinfo=UTC)) // __import__("datetime").timedelta(microseconds=1)) & MASK
+            keys = struct.unpack("<2Q", hashlib.md5(name.encode() + b"\x1f" + tag.encode()).digest())
+            cell = (splitmix64(bits ^ keys[0]), splitmix64(bits ^ keys[1]))
+        lanes = [(lanes[0] + cell[0]) & MASK, (lanes[1] + cell[1]) & MASK]
+    return struct.pack("<2Q", *lanes).hex()
+
+
+def test_row_hash_is_version_2_as_documented(tmp_path):
     dd = DataDir(tmp_path)
+    spec = DATASETS["tokenflex_contracts"]
     row = {"contract_number": "C1", "contract_start_date": date(2026, 1, 5), "is_active": True,
            "provisioned_tokens": 12.0, "contract_year": 2026, "contract_name": None}
     write(dd, pa.Table.from_pylist([row]), "contracts.csv", dataset="tokenflex_contracts")
-    text = "\x1f".join(["contract_number=C1", "contract_start_date=2026-01-05", "contract_year=2026",
-                        "is_active=true", "provisioned_tokens=12.0"])  # sorted by name, NULLs left out
-    assert dd.read("tokenflex_contracts").column("_row_hash").to_pylist() == [hashlib.md5(text.encode()).hexdigest()]
+    got = dd.read("tokenflex_contracts").column("_row_hash").to_pylist()
+    assert got == [documented_hash(row, spec.columns)]
+    # Pinned: stored hashes must never change silently. A new value needs a new
+    # ROW_HASH_VERSION, whose upgrade recomputes every stored hash (DataDir.upgrade_row_hashes).
+    assert got == ["83743741f2fd015463362833a7035c0e"]
 
 
-def test_row_hash_is_the_same_as_duckdb_over_parquet_for_every_type(tmp_path):
+def test_row_hash_of_every_type_is_the_documented_one_whatever_the_batches(tmp_path):
     dd = DataDir(tmp_path)
-    spec = DATASETS["tokenflex_contracts"]
+    spec = DATASETS["tokenflex_usage"]
     table = pa.table({
-        "contract_number": ["C1", "C2", "C'3", None],
-        "contract_start_date": pa.array([date(2026, 1, 5), None, date(1999, 12, 31), date(2026, 2, 28)]),
-        "is_active": [True, False, None, True],
-        "provisioned_tokens": [0.0, 1.5, 1e20, -0.1],
-        "consumed_tokens": [1 / 3, None, 2500000000000000.0, 7.0],
-        "contract_year": pa.array([1, None, 2026, -5], pa.int64()),
-        "note": ["an extra column", "is", "not", "hashed"],
+        "contract_number": ["C1", "C2", "C'3", None, "C1", "Ü\u00a0é"],
+        "usage_date": pa.array([date(2026, 1, 5), date(2026, 1, 6), date(1999, 12, 31), date(2026, 2, 28),
+                                date(2026, 1, 5), date(2026, 3, 1)]),
+        "tokens_consumed": [0.0, -0.0, 1e20, -0.1, None, 1 / 3],
+        "contract_year": pa.array([1, None, 2026, -5, 1, 0], pa.int64()),
+        "session_start_date": pa.array([datetime(2026, 1, 5, 10, 20, 30, tzinfo=UTC), None,
+                                        datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), None, None,
+                                        datetime(2026, 3, 1, tzinfo=UTC)], pa.timestamp("us", "UTC")),
+        "note": ["an extra column", "is", "not", "hashed", "at", "all"],
     })
-    write(dd, table, "contracts.csv", dataset="tokenflex_contracts")
-    path = tmp_path / "input.parquet"
-    pq.write_table(table.cast(pa.schema([full_schema(spec).field(n) if n in spec.columns else table.schema.field(n)
-                                          for n in table.column_names])), path)
-    con = duckdb.connect()
-    con.execute("SET TimeZone='UTC'")
-    expected = sorted(r[0] for r in con.execute(
-        f"SELECT {hash_expr(spec, set(table.column_names))} FROM read_parquet('{path}')").fetchall())
-    assert sorted(dd.read("tokenflex_contracts").column("_row_hash").to_pylist()) == expected
+    write(dd, table.to_batches(max_chunksize=2), "usage.csv", dataset="tokenflex_usage")
+    rows = table.drop_columns(["note"]).to_pylist()
+    expected = {documented_hash(r, spec.columns) for r in rows}
+    assert set(dd.read("tokenflex_usage").column("_row_hash").to_pylist()) == expected
+    assert len(expected) == 6  # -0.0 and 0.0 are one value, but these rows differ in other columns
+    # whatever the arrays look like: one batch, many chunks, dictionary-encoded text
+    one = row_hashes(spec, table)
+    chunked = row_hashes(spec, pa.Table.from_batches(table.to_batches(max_chunksize=1)))
+    encoded = row_hashes(spec, table.set_column(0, "contract_number", pc.dictionary_encode(table.column(0))))
+    assert one.to_pylist() == chunked.to_pylist() == encoded.to_pylist() == [documented_hash(r, spec.columns) for r in rows]
+    # a NULL cell and a missing column hash alike
+    assert row_hashes(spec, table.drop_columns(["contract_year"])).to_pylist()[1] == one.to_pylist()[1]
 
 
 def test_a_new_month_is_deduplicated_within_the_file(tmp_path):
@@ -116,7 +157,7 @@ def test_a_new_month_is_deduplicated_within_the_file(tmp_path):
 def test_rows_whose_first_64_bits_collide_are_told_apart_by_the_full_hash(tmp_path, monkeypatch):
     # every row gets the same 64-bit key: all are compared by their full hash, and only the
     # real repeats go
-    monkeypatch.setattr(staging, "first_64_bits", lambda hashes: np.zeros(len(hashes), dtype=np.uint64))
+    monkeypatch.setattr(staging, "first_lane", lambda bits: np.zeros(len(bits), dtype=np.uint64))
     dd = DataDir(tmp_path)
     rows = usage_rows(5_000)
     doubled = pa.concat_tables([rows, rows.slice(100, 50)])
@@ -140,8 +181,15 @@ def test_a_reimport_whose_hashes_collide_in_64_bits_adds_exactly_the_new_rows(tm
         bits[:, 0] = 0
         return bits
 
-    monkeypatch.setattr(rowhash, "hash_bits", first_half_zero)
-    monkeypatch.setattr(staging, "hash_bits", first_half_zero)
+    monkeypatch.setattr(rowhash, "hash_bits", first_half_zero)  # the stored hashes
+    real_rows = rowhash.RowHasher.bits
+
+    def incoming_first_half_zero(self, table):
+        bits = real_rows(self, table)
+        bits[:, 0] = 0
+        return bits
+
+    monkeypatch.setattr(rowhash.RowHasher, "bits", incoming_first_half_zero)
     write(dd, rows.slice(1_000), "second.csv")  # 1,000 rows already there, 1,000 new
     got = dd.read("premium_usage_files")
     assert keyed(got.select(rows.column_names)) == keyed(rows)
@@ -222,16 +270,18 @@ def test_an_empty_write_of_a_dataset_without_months_still_replaces_it(tmp_path):
 
 
 def test_first_of_equal_rows_across_spool_batches(tmp_path):
-    hashes = [hashlib.md5(str(i).encode()).hexdigest() for i in range(10)]
+    from extractor.rowhash import hash_bits
+
+    bits = hash_bits(pa.array([hashlib.md5(str(i).encode()).hexdigest() for i in range(10)]))
     names = iter(range(100))
     spool = staging._RowFile(lambda: tmp_path / f"spool-{next(names)}")
-    spool.add(pa.table({"_row_hash": hashes[:6] + hashes[:2]}))
-    spool.add(pa.table({"_row_hash": hashes[4:]}))
+    spool.add(staging._bits_table(np.concatenate([bits[:6], bits[:2]])))
+    spool.add(staging._bits_table(bits[4:]))
     spool.close()
     keep = staging._first_of_equal_rows(spool)
     assert keep.tolist() == [True] * 6 + [False, False] + [False, False, True, True, True, True]
     unique = staging._RowFile(lambda: tmp_path / f"spool-{next(names)}")
-    unique.add(pa.table({"_row_hash": hashes}))
+    unique.add(staging._bits_table(bits))
     unique.close()
     assert staging._first_of_equal_rows(unique) is None
 
@@ -293,3 +343,69 @@ def test_a_failed_write_leaves_no_spool_behind(tmp_path):
         write(dd, batches(), "second.csv")
     assert keyed(dd.read("premium_usage_files")) == before
     assert not [p for p in (tmp_path / ".tmp").rglob("*") if p.is_file()]
+
+
+def test_a_reimport_spools_nothing_and_reads_no_stored_hash_at_commit(tmp_path, monkeypatch):
+    # the rows already stored are dropped while staging (the month's hashes loaded once), so
+    # the commit neither reads the month's hashes nor any row back
+    dd = DataDir(tmp_path)
+    rows = usage_rows(3_000)
+    write(dd, rows, "first.csv")
+    loads = []
+    real_known = staging.Known
+
+    def counting_known(version, load, rows, files):
+        return real_known(version, lambda month: loads.append(month) or load(month), rows, files)
+
+    monkeypatch.setattr("extractor.dataset.Known", counting_known)
+    spooled = []
+    real_add = staging._RowFile.add
+    monkeypatch.setattr(staging._RowFile, "add", lambda self, table: spooled.append(table.num_rows) or real_add(self, table))
+    write(dd, pa.concat_tables([rows, usage_rows(7, start=9_000)]).to_batches(max_chunksize=500), "again.csv")
+    assert sorted(loads) == ["2026-01", "2026-02", "2026-03"]  # each month's stored hashes once
+    assert sum(spooled) == 2 * 7  # only the 7 new rows (and their hashes) were spooled
+    assert dd.read("premium_usage_files").num_rows == 3_007
+    assert dd.history("premium_usage_files")[0]["rows_added"] == 7
+
+
+def test_rows_dropped_while_staging_are_not_lost_when_another_writer_removes_them(tmp_path):
+    # Another machine deletes a month between this run's staging (which dropped the rows the
+    # month held) and its commit: the commit refuses rather than lose those rows.
+    from deltalake import DeltaTable
+
+    from extractor.errors import LockedError
+
+    dd = DataDir(tmp_path)
+    rows = usage_rows(600)
+    write(dd, rows, "first.csv")
+    with pytest.raises(LockedError, match="another writer removed or rewrote rows of 2026-0"):
+        with dd.lock("test"), dd.transaction() as tx:
+            tx.write("premium_usage_files", pa.concat_tables([rows, usage_rows(5, start=900)]), source="again.csv")
+            DeltaTable(dd.table_uri("premium_usage_files")).delete("_month = '2026-02'")
+    assert dd.read("premium_usage_files").num_rows == 400  # the other writer's delete, nothing of ours
+    write(dd, pa.concat_tables([rows, usage_rows(5, start=900)]), "again.csv")  # run again: complete
+    assert keyed(dd.read("premium_usage_files").select(rows.column_names)) == keyed(
+        pa.concat_tables([rows, usage_rows(5, start=900)]))
+
+
+def test_rows_another_writer_added_meanwhile_are_not_added_twice(tmp_path):
+    from deltalake import write_deltalake
+
+    from extractor.dataset import MONTH_COLUMN, table_schema
+
+    dd = DataDir(tmp_path)
+    rows = usage_rows(600)
+    write(dd, rows.slice(0, 300), "first.csv")
+    spec = DATASETS["premium_usage_files"]
+    theirs = rows.slice(300, 100)  # another machine appends these after this run staged them as new
+    with dd.lock("test"), dd.transaction() as tx:
+        tx.write("premium_usage_files", rows, source="mine.csv")
+        full = staging._MonthFiles(spec, None, "theirs.csv", tx.extracted_at)._in_layout(
+            theirs.append_column("_row_hash", row_hashes(spec, theirs)))
+        months = pa.array([d.strftime("%Y-%m") for d in theirs.column("usage_date").to_pylist()])
+        write_deltalake(dd.table_uri("premium_usage_files"),
+                        full.append_column(MONTH_COLUMN, months).cast(table_schema(spec)), mode="append")
+    got = dd.read("premium_usage_files")
+    assert got.num_rows == 600
+    assert keyed(got.select(rows.column_names)) == keyed(rows)
+    assert sorted(set(got.column("_source").to_pylist())) == ["first.csv", "mine.csv", "theirs.csv"]

@@ -72,13 +72,18 @@ def vacuum(settings: Settings, retention_hours: int | None, dry_run: bool) -> No
 @click.command("migrate")
 @click.pass_obj
 def migrate(settings: Settings) -> None:
-    """Convert a data dir written before the raw datasets were Delta tables (any command
-    that writes does it too, on first use)."""
+    """Convert a data dir written by an earlier release: the layout before the raw datasets
+    were Delta tables, and row hashes of an earlier version (any command that writes does it
+    too, on first use)."""
     dd = _data_dir(settings)
-    with dd.lock("migrate"):  # taking the lock converts it (DataDir.ensure_tables)
-        converted = dd.converted
-    click.echo("nothing to convert" if not converted else
-               "converted " + ", ".join(f"{k} ({v:,} rows)" for k, v in converted.items()))
+    with dd.lock("migrate"):  # taking the lock converts it (DataDir.ensure_tables, upgrade_row_hashes)
+        converted, upgraded = dd.converted, dd.upgraded
+    if converted:
+        click.echo("converted " + ", ".join(f"{k} ({v:,} rows)" for k, v in converted.items()))
+    if upgraded:
+        click.echo("row hashes upgraded: " + ", ".join(f"{k} ({v:,} rows)" for k, v in upgraded.items()))
+    if not converted and not upgraded:
+        click.echo("nothing to convert")
 
 
 COMMANDS = [history, restore, vacuum, migrate]

@@ -167,7 +167,7 @@ def _stream(tx, entry: InputEntry, prepared: Prepared, quiet: bool) -> int:
         return tx.write(prepared.dataset, rechunked(batches, STAGE_ROWS), source=entry.name, replace=prepared.kind.replace())
 
 
-STAGE_ROWS = 16_000  # rows per table handed to the writer: hashed while the next one is read
+STAGE_ROWS = 64_000  # rows per table handed to the writer: hashed while the next one is read
 
 
 def check_unique_keys(files: list[ImportedFile]) -> None:

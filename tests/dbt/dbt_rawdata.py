@@ -6,14 +6,15 @@ raw dataset"): one Delta table per dataset under ``raw/<dataset>``, partitioned 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import json
 import os
 from pathlib import Path
 
 import pyarrow as pa
-from deltalake import write_deltalake
+from deltalake import CommitProperties, write_deltalake
 
-from extractor.dataset import MONTH_COLUMN, DataDir, table_schema
+from extractor.dataset import MONTH_COLUMN, STATE_KEY, DataDir, table_schema
+from extractor.rowhash import ROW_HASH_VERSION, row_hashes
 from extractor.schemas import DATASETS
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
@@ -22,8 +23,14 @@ EXTRACTED_AT = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.UTC)
 
 
 def row_hash(spec, row: dict) -> str:
-    parts = [f"{name}={row[name]}" for name in spec.columns if row.get(name) is not None]
-    return hashlib.md5("\x1f".join(parts).encode()).hexdigest()
+    """The extractor's row hash of one row (extractor/rowhash.py)."""
+    listed = {name: row.get(name) for name in spec.columns}
+    return row_hashes(spec, pa.Table.from_pylist([listed], schema=spec.schema)).to_pylist()[0]
+
+
+# the commits' metadata says which row hash they hold, as the extractor's do: a data dir
+# without it is upgraded (rehashed) on its next locked use
+HASHED = CommitProperties(custom_metadata={STATE_KEY: json.dumps({"row_hash": ROW_HASH_VERSION})})
 
 
 def write_schema_files(raw_dir: Path) -> None:
@@ -51,12 +58,13 @@ def write_raw(raw_dir: Path, dataset: str, rows: list[dict], *, source: str = "t
                           - set(table_schema(spec).names))
     table = pa.Table.from_pylist(full, schema=schema)
     if part != "part":
-        write_deltalake(dd.table_uri(dataset), table, mode="append")
+        write_deltalake(dd.table_uri(dataset), table, mode="append", commit_properties=HASHED)
     elif spec.date_column:
         months = ", ".join(sorted({f"'{r[MONTH_COLUMN]}'" for r in full})) or "''"
-        write_deltalake(dd.table_uri(dataset), table, mode="overwrite", predicate=f"{MONTH_COLUMN} IN ({months})")
+        write_deltalake(dd.table_uri(dataset), table, mode="overwrite", predicate=f"{MONTH_COLUMN} IN ({months})",
+                        commit_properties=HASHED)
     else:
-        write_deltalake(dd.table_uri(dataset), table, mode="overwrite")
+        write_deltalake(dd.table_uri(dataset), table, mode="overwrite", commit_properties=HASHED)
 
 
 def d(text: str) -> dt.date:
