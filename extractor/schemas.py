@@ -329,7 +329,7 @@ META_COLUMNS: dict[str, pa.DataType] = {
 META_DOCS: dict[str, str] = {
     "_source": "API call or file name the row came from (never a signed URL).",
     "_extracted_at": "When the extractor wrote the row (UTC).",
-    "_row_hash": "md5 over the dataset's listed columns; identical rows share it, and a dataset holds each once.",
+    "_row_hash": "128-bit hash (hex) of the dataset's listed columns' values; identical rows share it, and a dataset holds each once.",
 }
 
 
