@@ -178,7 +178,7 @@ def main() -> None:
         for name, r in (("duckdb COPY (baseline)", baseline), ("read + type only (no write)", parsed),
                         ("read + type + hash (no write)", hashed),
                         ("import (empty dataset)", ours), ("re-import (all duplicates)", again)):
-            print(f"{name:<27} {r['rows']:>12,} rows {r['seconds']:8.1f}s {r['rows'] / r['seconds']:>12,.0f} rows/s "
+            print(f"{name:<29} {r['rows']:>12,} rows {r['seconds']:8.1f}s {r['rows'] / r['seconds']:>12,.0f} rows/s "
                   f"peak RSS {r['peak_mb']:7.0f} MB")
         first, second = ours["seconds"] / baseline["seconds"], again["seconds"] / baseline["seconds"]
         print(f"ratio import/duckdb COPY: {first:.2f}x (goal 1.5x: {'met' if first <= 1.5 else 'NOT met'}); "

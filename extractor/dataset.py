@@ -33,6 +33,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -74,8 +75,9 @@ VACUUM_RETENTION_HOURS = int(os.environ.get("APS_USAGE_VACUUM_RETENTION_HOURS", 
 DUCKDB_MEMORY_LIMIT = os.environ.get("APS_USAGE_DUCKDB_MEMORY", "128MB")
 # Rows per row group of a data file the commit writes: the staged tables are small (a few
 # thousand rows of a month each); written one row group each, a 2M-row import spent 2.8 s in
-# 1,500 small writes and made files slow to scan.
-ROW_GROUP_ROWS = 128_000
+# 1,500 small writes and made files slow to scan. 64k, not 128k: two months are written at
+# once, and with 128k a 6M-row import peaked 389 MB instead of 315 (same speed).
+ROW_GROUP_ROWS = 64_000
 
 
 @dataclass
@@ -566,9 +568,11 @@ class Transaction:
         def load(month: str) -> SeenHashes:
             where = pc.field(MONTH_COLUMN) == month if partitioned else None
             try:
-                return SeenHashes(stored.to_table(columns=["_row_hash"], filter=where).column(0))
+                seen = _stored_hashes(stored, where)
             except (pa.ArrowInvalid, OSError, DeltaError) as err:  # a torn file: named in one line
                 raise _unreadable_error(dt, err) from None
+            release_memory()
+            return seen
 
         return Known(dt.version(), load, rows, {m: frozenset(f) for m, f in files.items()})
 
@@ -664,29 +668,31 @@ class Transaction:
 
         added: dict[str, int] = {}  # rows added per month
 
-        def kept_hashes(month: str) -> pa.ChunkedArray | None:
-            """Hashes of the month's rows that stay (so an incoming equal row is not added);
-            SeenHashes reads them chunk by chunk, so they are not copied into one array."""
+        def kept_hashes(month: str) -> SeenHashes:
+            """Hashes of the month's rows that stay (so an incoming equal row is not added)."""
             if everything or not rows_before:
-                return None
+                return SeenHashes()
             if not predicate:  # pyarrow reads only that month's files, only that column
-                where = pc.field(MONTH_COLUMN) == month if spec.date_column else None
-                return existing.to_table(columns=["_row_hash"], filter=where).column(0)
+                return _stored_hashes(existing, pc.field(MONTH_COLUMN) == month if spec.date_column else None)
             where = [f"NOT coalesce(({predicate}), false)"]
             if spec.date_column:
                 where.append(f"{MONTH_COLUMN} = {_sql_str(month)}")
             sql = f"SELECT _row_hash FROM existing WHERE {' AND '.join(where)}"
-            return _arrow(con, sql).column(0)
+            return SeenHashes(_arrow(con, sql).column(0))
+
+        def compared(month: str) -> bool:
+            """Whether the table holds none of the month's staged rows: it was empty, or they
+            were compared with its hashes at this version while staging."""
+            if everything or not rows_before:
+                return True
+            return all(w.staged.known is not None and w.staged.known.version == version and month in w.staged.checked
+                       for w in writes if month in w.staged.months)
 
         def month_tables(month: str) -> Iterator[pa.Table]:
             """The month's incoming rows not in the table yet (nor added by an earlier write of
             this commit; a write has no repeated row of its own, see staging.py)."""
-            ours = [w for w in writes if month in w.staged.months]
-            # rows the table held at this version were dropped while staging: nothing to read
-            compared = all(w.staged.known is not None and w.staged.known.version == version
-                           and month in w.staged.checked for w in ours)
-            seen = SeenHashes(None if compared else kept_hashes(month))
-            mine = [w.staged.months[month] for w in ours]
+            seen = SeenHashes() if compared(month) else kept_hashes(month)
+            mine = [w.staged.months[month] for w in writes if month in w.staged.months]
             for i, staged in enumerate(mine):
                 new = staged.new_rows(seen)  # from the hashes alone: no new row, no rows read
                 if not new.any():
@@ -696,6 +702,8 @@ class Transaction:
                     seen.add_bits([staged.all_bits()[new]])
                 for table in staged.tables(None if new.all() else new):  # all new: no filtering
                     yield _in_schema(table, schema, month if spec.date_column else None)
+            del seen
+            release_memory()  # the month's hashes, before the next month's
 
         months = sorted({m for w in writes for m in w.staged.months})
 
@@ -722,9 +730,15 @@ class Transaction:
             # An append of known columns: each month's file written here (streamed, a row
             # group at a time) and committed with its add action. delta-rs's own writer holds
             # its partitioned input in memory (a 1M-row import peaked 190 MB higher).
-            # one month at a time: two at once saved 0.3 s of a 2M-row import but took a 6M-row
-            # re-import from 355 to 447 MB peak (bench/bench_import.py --rows 6000000)
-            actions = [a for month in months for a in [self._write_month_file(dt, spec, schema, month, month_tables(month))] if a]
+            # Two months at a time (Parquet encoding releases the GIL: the other core idles
+            # otherwise), unless a month's stored hashes must be read here: two months of those
+            # at once took a 6M-row re-import from 355 to 447 MB peak (bench/bench_import.py).
+            def month_file(month: str) -> AddAction | None:
+                return self._write_month_file(dt, spec, schema, month, month_tables(month))
+
+            parallel = 2 if all(compared(m) for m in months) else 1
+            with ThreadPoolExecutor(parallel, thread_name_prefix="aps-usage-month-file") as pool:
+                actions = [a for a in pool.map(month_file, months) if a]
             crash_point("mid-commit")
             info["rows_added"] = sum(added.values())
             dt.create_write_transaction(
@@ -853,6 +867,13 @@ class Transaction:
                     part = f"({part} OR {_ident(c)} IS NULL)"
                 conds.append(part)
         return " AND ".join(conds) if conds else ""
+
+
+def _stored_hashes(stored: Any, where: pc.Expression | None) -> SeenHashes:
+    """The row hashes of a Delta table's pyarrow dataset (where ``where`` holds), read a row
+    group at a time in one thread: a re-import of 12M rows peaked 408 MB reading them whole."""
+    return SeenHashes.from_texts(b.column(0) for b in stored.to_batches(columns=["_row_hash"], filter=where,
+                                                                      use_threads=False, batch_readahead=1, fragment_readahead=1))
 
 
 def _check_dropped_rows_still_stored(spec: DatasetSpec, dt: DeltaTable, writes: list[_Write]) -> None:

@@ -24,6 +24,7 @@ that text and its md5 took 2.8 s of CPU for a 2M-row import, this 0.6 s
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -189,6 +190,26 @@ class SeenHashes:
     def __len__(self) -> int:
         return len(self._first)
 
+    @classmethod
+    def from_texts(cls, batches: Iterable[pa.Array]) -> SeenHashes:
+        """The hashes of a stream of ``_row_hash`` arrays, read one at a time: a month's texts
+        (36 bytes a row) are never all in memory, only their lanes (16)."""
+        firsts, lasts = [], []
+        for texts in batches:
+            if len(texts):
+                bits = hash_bits(texts)
+                firsts.append(bits[:, 0].copy())
+                lasts.append(bits[:, 1].copy())
+        seen = cls()
+        if firsts:
+            first = np.concatenate(firsts)
+            del firsts
+            order = np.argsort(first)
+            seen._first = first[order]
+            del first
+            seen._last = np.concatenate(lasts)[order]
+        return seen
+
     def add(self, parts: list[pa.Array | pa.ChunkedArray]) -> None:
         """Add ``_row_hash`` texts (sorting once per call: add a write's hashes together)."""
         arrays = [c for p in parts for c in (p.chunks if isinstance(p, pa.ChunkedArray) else [p]) if len(c)]
@@ -199,9 +220,13 @@ class SeenHashes:
         parts = [p for p in parts if len(p)]
         if not parts:
             return
-        bits = np.concatenate([np.stack([self._first, self._last], axis=1), *parts])
-        order = np.argsort(bits[:, 0])  # by the first 64 bits only: absent_bits() compares a run of equal ones whole
-        self._first, self._last = bits[order, 0], bits[order, 1]
+        # each lane gathered into one array, sorted by the first lane: absent_bits() compares a
+        # run of equal first lanes whole. No (rows, 2) copy: a re-import holds many months.
+        first = np.concatenate([self._first, *(p[:, 0] for p in parts)])
+        order = np.argsort(first)
+        self._first = first[order]
+        del first
+        self._last = np.concatenate([self._last, *(p[:, 1] for p in parts)])[order]
 
     def absent_bits(self, bits: np.ndarray) -> np.ndarray:
         """True where a hash, given as its :func:`hash_bits`, is not in the set."""
