@@ -375,7 +375,7 @@ class DataDir:
         upgraded = {}
         for name in DATASETS:
             dt = self.table(name)
-            if dt is None or not _count(dt) or self._table_state(name, dt).get("row_hash") == ROW_HASH_VERSION:
+            if dt is None or not _count(dt) or self._row_hash_version(name, dt) == ROW_HASH_VERSION:
                 continue
             tx = Transaction(self)
             try:
@@ -385,6 +385,17 @@ class DataDir:
             log.info("%s: row hashes upgraded to version %d (%d rows)", name, ROW_HASH_VERSION, upgraded[name])
         self.upgraded.update(upgraded)
         return upgraded
+
+    def _row_hash_version(self, name: str, dt: DeltaTable) -> int | None:
+        """The row hash version the table's rows carry, from its newest commit when that one
+        says (one commit file read: this runs on every lock, on object storage too)."""
+        newest = dt.history(1)
+        if newest and STATE_KEY in newest[0]:
+            try:
+                return json.loads(newest[0][STATE_KEY]).get("row_hash")
+            except (TypeError, json.JSONDecodeError, AttributeError):
+                pass
+        return self._table_state(name, dt).get("row_hash")
 
     def vacuum(self, retention_hours: int | None = None, dry_run: bool = False) -> dict[str, list[str]]:
         """Delete data files no version within the retention period needs."""
@@ -814,7 +825,7 @@ class Transaction:
         def rehashed(month: str) -> Iterator[pa.Table]:
             nonlocal rows
             where = pc.field(MONTH_COLUMN) == month if spec.date_column else None
-            for batch in stored.to_batches(filter=where, batch_size=64_000):
+            for batch in stored.to_batches(filter=where, batch_size=64_000, batch_readahead=1, fragment_readahead=1):
                 table = pa.Table.from_batches([batch])
                 rows += table.num_rows
                 yield table.set_column(table.schema.get_field_index("_row_hash"), "_row_hash", hasher.hex(table))
