@@ -409,3 +409,23 @@ def test_rows_another_writer_added_meanwhile_are_not_added_twice(tmp_path):
     assert got.num_rows == 600
     assert keyed(got.select(rows.column_names)) == keyed(rows)
     assert sorted(set(got.column("_source").to_pylist())) == ["first.csv", "mine.csv", "theirs.csv"]
+
+
+def test_a_reimport_past_the_known_hashes_limit_compares_the_other_months_at_commit(tmp_path, monkeypatch):
+    # 3 months of 1,000 stored rows, at most 1,500 stored hashes held while staging: one month
+    # is compared while staging, the other two by the commit; each way adds only the new rows
+    monkeypatch.setattr(staging, "KNOWN_ROWS_LIMIT", 1_500)
+    dd = DataDir(tmp_path)
+    rows = usage_rows(3_000)
+    write(dd, rows, "first.csv")
+    loads = []
+    real_known = staging.Known
+    monkeypatch.setattr("extractor.dataset.Known", lambda version, load, rows, files: real_known(
+        version, lambda month: loads.append(month) or load(month), rows, files))
+    new = usage_rows(30, start=7_000)
+    write(dd, pa.concat_tables([rows, new]).to_batches(max_chunksize=400), "again.csv")
+    assert len(loads) == 1  # the month met first; the others went to the commit
+    got = dd.read("premium_usage_files")
+    assert got.num_rows == 3_030
+    assert keyed(got.select(rows.column_names)) == keyed(pa.concat_tables([rows, new]))
+    assert dd.history("premium_usage_files")[0]["rows_added"] == 30
