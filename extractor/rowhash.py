@@ -147,17 +147,8 @@ for _i, _c in enumerate(b"0123456789abcdef"):
     _HEX[_c] = _i
 
 
-def first_64_bits(hashes: pa.Array) -> np.ndarray:
-    """The first 16 hex digits of each md5 hex string as a uint64."""
-    return _hex_words(hashes, 1)[:, 0]
-
-
 def hash_bits(hashes: pa.Array) -> np.ndarray:
-    """The 128 bits of each md5 hex string as two uint64 (its first and last 16 hex digits)."""
-    return _hex_words(hashes, 2)
-
-
-def _hex_words(hashes: pa.Array, words: int) -> np.ndarray:
+    """``_row_hash`` texts -> their two lanes, shape (rows, 2): the inverse of :func:`to_hex`."""
     n = len(hashes)
     if hashes.null_count:
         raise ValueError("row hash is NULL")
@@ -166,10 +157,10 @@ def _hex_words(hashes: pa.Array, words: int) -> np.ndarray:
     if end - start != 32 * n:
         raise ValueError("row hash is not 32 hex digits")
     digits = np.frombuffer(hashes.buffers()[2], dtype=np.uint8, count=end - start, offset=start)
-    digits = _HEX[digits.reshape(n, 32)[:, : 16 * words]]
+    digits = _HEX[digits.reshape(n, 32)]
     if (digits == 255).any():
         raise ValueError("row hash is not lower-case hex")
-    return np.ascontiguousarray((digits[:, 0::2] << 4) | digits[:, 1::2]).view(np.uint64).reshape(n, words)
+    return np.ascontiguousarray((digits[:, 0::2] << 4) | digits[:, 1::2]).view("<u8").reshape(n, 2)
 
 
 class SeenHashes:
