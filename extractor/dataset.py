@@ -562,18 +562,12 @@ class Transaction:
         dt = self.dd.table(dataset)
         if dt is None:
             return None
-        actions = pa.table(dt.get_add_actions(flatten=True))
-        if not actions.num_rows:
+        files = _files_by_month(dt, DATASETS[dataset])
+        if not files:
             return None
         partitioned = DATASETS[dataset].date_column is not None
-        months = actions.column(f"partition.{MONTH_COLUMN}").to_pylist() if partitioned else [""] * actions.num_rows
-        rows: dict[str, int] = {}
-        files: dict[str, set[str]] = {}
-        for month, path, count in zip(months, actions.column("path").to_pylist(),
-                                      actions.column("num_records").to_pylist()):
-            # a file without its row count: the month is compared by the commit, not here
-            rows[month] = -1 if count is None or rows.get(month, 0) < 0 else rows.get(month, 0) + count
-            files.setdefault(month, set()).add(path)
+        # a file without its row count (-1): the month is compared by the commit, not here
+        rows = {m: -1 if any(c is None for c in f.values()) else sum(f.values()) for m, f in files.items()}
         stored = dt.to_pyarrow_dataset()
 
         def load(month: str) -> SeenHashes:
@@ -816,9 +810,7 @@ class Transaction:
         dt = self.dd.table(name)
         schema = pa.schema(dt.schema().to_arrow())
         stored = dt.to_pyarrow_dataset()
-        actions = pa.table(dt.get_add_actions(flatten=True))
-        months = (sorted(set(actions.column(f"partition.{MONTH_COLUMN}").to_pylist())) if spec.date_column
-                  else [""])
+        months = sorted(_files_by_month(dt, spec)) or [""]
         hasher = RowHasher(spec)
         rows = 0
 
@@ -883,8 +875,23 @@ class Transaction:
 def _stored_hashes(stored: Any, where: pc.Expression | None) -> SeenHashes:
     """The row hashes of a Delta table's pyarrow dataset (where ``where`` holds), read a row
     group at a time in one thread: a re-import of 12M rows peaked 408 MB reading them whole."""
-    return SeenHashes.from_texts(b.column(0) for b in stored.to_batches(columns=["_row_hash"], filter=where,
-                                                                      use_threads=False, batch_readahead=1, fragment_readahead=1))
+    seen = SeenHashes()
+    seen.add(b.column(0) for b in stored.to_batches(columns=["_row_hash"], filter=where, use_threads=False,
+                                                    batch_readahead=1, fragment_readahead=1))
+    return seen
+
+
+def _files_by_month(dt: DeltaTable, spec: DatasetSpec) -> dict[str, dict[str, int | None]]:
+    """The data files of the table's current version by month ("" when not partitioned):
+    path -> its row count (None when the log has none)."""
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    months = (actions.column(f"partition.{MONTH_COLUMN}").to_pylist() if spec.date_column and actions.num_rows
+              else [""] * actions.num_rows)
+    out: dict[str, dict[str, int | None]] = {}
+    for month, path, count in zip(months, actions.column("path").to_pylist() if actions.num_rows else [],
+                                  actions.column("num_records").to_pylist() if actions.num_rows else []):
+        out.setdefault(month, {})[path] = count
+    return out
 
 
 def _check_dropped_rows_still_stored(spec: DatasetSpec, dt: DeltaTable, writes: list[_Write]) -> None:
@@ -894,15 +901,10 @@ def _check_dropped_rows_still_stored(spec: DatasetSpec, dt: DeltaTable, writes: 
     stale = [w for w in writes if w.staged.dropped and w.staged.known.version != dt.version()]
     if not stale:
         return
-    actions = pa.table(dt.get_add_actions(flatten=True))
-    months = (actions.column(f"partition.{MONTH_COLUMN}").to_pylist() if spec.date_column
-              else [""] * actions.num_rows)
-    now: dict[str, set[str]] = {}
-    for month, path in zip(months, actions.column("path").to_pylist()):
-        now.setdefault(month, set()).add(path)
+    now = _files_by_month(dt, spec)
     for w in stale:
         for month in w.staged.dropped:
-            if not w.staged.known.files.get(month, frozenset()) <= now.get(month, set()):
+            if not w.staged.known.files.get(month, frozenset()) <= now.get(month, {}).keys():
                 raise LockedError(f"{spec.name}: another writer removed or rewrote rows of "
                                   f"{month or 'the table'} while this run read its input; nothing of "
                                   "this run was written to it, run again")

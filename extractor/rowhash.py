@@ -181,30 +181,12 @@ class SeenHashes:
     def __len__(self) -> int:
         return len(self._first)
 
-    @classmethod
-    def from_texts(cls, batches: Iterable[pa.Array]) -> SeenHashes:
-        """The hashes of a stream of ``_row_hash`` arrays, read one at a time: a month's texts
-        (36 bytes a row) are never all in memory, only their lanes (16)."""
-        firsts, lasts = [], []
-        for texts in batches:
-            if len(texts):
-                bits = hash_bits(texts)
-                firsts.append(bits[:, 0].copy())
-                lasts.append(bits[:, 1].copy())
-        seen = cls()
-        if firsts:
-            first = np.concatenate(firsts)
-            del firsts
-            order = np.argsort(first)
-            seen._first = first[order]
-            del first
-            seen._last = np.concatenate(lasts)[order]
-        return seen
-
-    def add(self, parts: list[pa.Array | pa.ChunkedArray]) -> None:
-        """Add ``_row_hash`` texts (sorting once per call: add a write's hashes together)."""
-        arrays = [c for p in parts for c in (p.chunks if isinstance(p, pa.ChunkedArray) else [p]) if len(c)]
-        self.add_bits([hash_bits(a) for a in arrays])
+    def add(self, parts: Iterable[pa.Array | pa.ChunkedArray]) -> None:
+        """Add ``_row_hash`` texts, sorting once per call. ``parts`` may be a stream (a month's
+        row groups): each is turned into its lanes (16 bytes a row) before the next is read,
+        so the texts (36) are never all in memory."""
+        self.add_bits([hash_bits(c) for p in parts
+                       for c in (p.chunks if isinstance(p, pa.ChunkedArray) else [p]) if len(c)])
 
     def add_bits(self, parts: list[np.ndarray]) -> None:
         """Add hashes given as their two lanes (:func:`hash_bits`)."""
