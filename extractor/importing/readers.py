@@ -38,6 +38,9 @@ HEADER_SEARCH_ROWS = 10  # title lines allowed above the header row
 # bound it is not safe: it may be waiting there when the interpreter exits after an error.)
 CSV_BLOCK_SIZE = 1 << 19
 XLSX_BATCH_ROWS = 20_000
+# rows per batch handed to the typing: Arrow's reader yields a batch per block (~3,000 rows of
+# a usage export), and typing each column costs a dozen compute calls whatever its length
+CSV_BATCH_ROWS = 64_000
 
 
 class EmptyFile(InputError):
@@ -241,12 +244,11 @@ class _CsvBatches:
                 if str(err).startswith("Empty CSV file"):  # a header and no rows: zero rows, not an error
                     return
                 raise
-            for batch in reader:
-                if batch.num_rows == 0:
-                    continue
-                columns = [self._text(batch.column(i), i, row) for i in range(batch.num_columns)]
+            for batches in _grouped(reader, CSV_BATCH_ROWS):
+                table = pa.Table.from_batches(batches).combine_chunks()
+                columns = [self._text(table.column(i).chunk(0), i, row) for i in range(table.num_columns)]
                 yield RawBatch(columns, row, position=self.data.raw_bytes)
-                row += batch.num_rows
+                row += table.num_rows
         except pa.ArrowInvalid as err:
             raise self._diagnose(str(err)) from None
         if self.data.quotes % 2:  # an odd number of quotes: maybe a quote never closed
@@ -301,6 +303,21 @@ class _CsvBatches:
             return None
         first_line = arrow_message.splitlines()[0] if arrow_message else "cannot parse"
         return InputError(f"{self.source}: {first_line}")
+
+
+def _grouped(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[list[pa.RecordBatch]]:
+    """Consecutive non-empty batches in groups of at least ``rows`` rows (the last one fewer)."""
+    group: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if batch.num_rows:
+            group.append(batch)
+            count += batch.num_rows
+        if count >= rows:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
 
 
 # ---- XLSX ------------------------------------------------------------------------------
