@@ -28,7 +28,7 @@ from ..personal import load_salt
 from ..staging import rechunked, release_memory, use_lean_memory_pool
 from .convert import NotThisKind, Prepared, prepare
 from .kinds import METADATA_KEYS
-from .readers import EmptyFile
+from .readers import CSV_BATCH_ROWS, EmptyFile
 from .sources import InputEntry, iter_files
 
 
@@ -167,7 +167,7 @@ def _stream(tx, entry: InputEntry, prepared: Prepared, quiet: bool) -> int:
         return tx.write(prepared.dataset, rechunked(batches, STAGE_ROWS), source=entry.name, replace=prepared.kind.replace())
 
 
-STAGE_ROWS = 64_000  # rows per table handed to the writer: hashed while the next one is read
+STAGE_ROWS = CSV_BATCH_ROWS  # rows per table handed to the writer (a CSV batch whole): hashed while the next one is read
 
 
 def check_unique_keys(files: list[ImportedFile]) -> None:

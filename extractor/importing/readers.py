@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from ..errors import InputError
+from ..staging import rechunked
 from .headers import normalise_header
 from .kinds import looks_like_header
 from .sniff import SAMPLE_SIZE, Encoding, detect_encoding, looks_binary, sniff_delimiter, utf8_error_offset
@@ -39,7 +40,8 @@ HEADER_SEARCH_ROWS = 10  # title lines allowed above the header row
 CSV_BLOCK_SIZE = 1 << 19
 XLSX_BATCH_ROWS = 20_000
 # rows per batch handed to the typing: Arrow's reader yields a batch per block (~3,000 rows of
-# a usage export), and typing each column costs a dozen compute calls whatever its length
+# a usage export), and typing each column costs a dozen compute calls whatever its length.
+# The importer's STAGE_ROWS: each typed batch goes to the writer whole, one chunk a column.
 CSV_BATCH_ROWS = 64_000
 
 
@@ -244,8 +246,8 @@ class _CsvBatches:
                 if str(err).startswith("Empty CSV file"):  # a header and no rows: zero rows, not an error
                     return
                 raise
-            for batches in _grouped(reader, CSV_BATCH_ROWS):
-                table = pa.Table.from_batches(batches).combine_chunks()
+            for table in rechunked(reader, CSV_BATCH_ROWS):
+                table = table.combine_chunks()
                 columns = [self._text(table.column(i).chunk(0), i, row) for i in range(table.num_columns)]
                 yield RawBatch(columns, row, position=self.data.raw_bytes)
                 row += table.num_rows
@@ -303,21 +305,6 @@ class _CsvBatches:
             return None
         first_line = arrow_message.splitlines()[0] if arrow_message else "cannot parse"
         return InputError(f"{self.source}: {first_line}")
-
-
-def _grouped(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[list[pa.RecordBatch]]:
-    """Consecutive non-empty batches in groups of at least ``rows`` rows (the last one fewer)."""
-    group: list[pa.RecordBatch] = []
-    count = 0
-    for batch in batches:
-        if batch.num_rows:
-            group.append(batch)
-            count += batch.num_rows
-        if count >= rows:
-            yield group
-            group, count = [], 0
-    if group:
-        yield group
 
 
 # ---- XLSX ------------------------------------------------------------------------------
