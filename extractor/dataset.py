@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -38,9 +39,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -58,6 +58,9 @@ from .rowhash import sql_ident as _ident
 from .rowhash import sql_str as _sql_str
 from .schemas import DATASETS, META_COLUMNS, DatasetSpec
 from .staging import Known, Staged, layout_schema, rechunked, release_memory, stage
+
+if TYPE_CHECKING:
+    import duckdb
 
 try:  # POSIX advisory locks; released by the kernel when a process dies
     import fcntl
@@ -258,6 +261,8 @@ class DataDir:
         return table.drop_columns([MONTH_COLUMN]) if MONTH_COLUMN in table.column_names else table
 
     def connect(self, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+        import duckdb  # only where SQL runs: an import or an append never loads DuckDB (30-45 MB RSS)
+
         con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "threads": threads or max(1, os.cpu_count() or 1)})
         con.execute("SET TimeZone='UTC'")
         con.execute("SET preserve_insertion_order=false")
@@ -312,7 +317,7 @@ class DataDir:
                                  if spec.date_column else "NULL, NULL")
                     try:
                         r = con.execute(f"SELECT count(*), {date_expr}, max(_extracted_at) FROM dataset").fetchall()[0]
-                    except (duckdb.Error, pa.ArrowInvalid, OSError) as err:
+                    except (*_duckdb_errors("Error"), pa.ArrowInvalid, OSError) as err:
                         raise _unreadable_error(dt, err) from None
                     row.update(rows=r[0], min_date=r[1], max_date=r[2], newest_extracted_at=r[3])
                 row["last_run"] = self._table_state(name, dt).get("last_run") if dt is not None else None
@@ -607,7 +612,8 @@ class Transaction:
         for dataset in [*self._writes, *(d for d in self._state_changes if d not in self._writes)]:
             try:
                 self.rows_written[dataset] = self._commit_with_retries(dataset)
-            except (pa.ArrowInvalid, duckdb.InvalidInputException, duckdb.IOException, OSError, DeltaError) as err:
+            except (pa.ArrowInvalid, *_duckdb_errors("InvalidInputException", "IOException"), OSError,
+                    DeltaError) as err:
                 if isinstance(err, CommitFailedError):
                     raise LockedError(f"{dataset}: other writers kept committing to this table at the same time "
                                       f"({COMMIT_ATTEMPTS} attempts); nothing of this run was written to it, run again "
@@ -615,7 +621,7 @@ class Transaction:
                 if "KeyboardInterrupt" in str(err):  # Ctrl-C while delta-rs pulled from our reader
                     raise KeyboardInterrupt from None
                 raise _unreadable_error(self.dd.table(dataset), err) from None
-            except (duckdb.InterruptException, RuntimeError) as err:
+            except (*_duckdb_errors("InterruptException"), RuntimeError) as err:
                 if isinstance(err, RuntimeError) and "interrupted" not in str(err).lower():
                     raise
                 raise KeyboardInterrupt from None  # Ctrl-C inside a DuckDB query: "Interrupted.", exit 130
@@ -650,9 +656,18 @@ class Transaction:
         predicates = [p for w in writes if w.replace is not None and not w.replace.everything
                       for p in [self._replace_predicate(spec, w.replace, w.staged)] if p]
         predicate = " OR ".join(f"({p})" for p in predicates) if predicates else None
-        con = self._con or dd.connect()
-        self._con = con
-        con.execute(f"SET threads={max(1, os.cpu_count() or 1)}").fetchall()
+
+        registered: list[bool] = []
+
+        def connection() -> duckdb.DuckDBPyConnection:
+            """DuckDB with this table as ``existing``, for a replace's predicate only: an
+            append reads the stored hashes with pyarrow, and never loads DuckDB."""
+            if self._con is None:
+                self._con = dd.connect()
+            if not registered and existing is not None:
+                self._con.register("existing", existing)
+                registered.append(True)
+            return self._con
 
         existing_schema = pa.schema(dt.schema().to_arrow())
         extras = {f.name for f in existing_schema} | {c for w in writes for c in w.staged.columns}
@@ -662,12 +677,10 @@ class Transaction:
         rows_before = _count(dt)
         # opened before the write: delta-rs cannot be called from inside its own reader
         existing = dt.to_pyarrow_dataset() if rows_before else None
-        if existing is not None:
-            con.register("existing", existing)
         if everything:
             removed = rows_before
         elif predicate and existing is not None:
-            removed = con.execute(f"SELECT count(*) FROM existing WHERE coalesce(({predicate}), false)").fetchall()[0][0]
+            removed = connection().execute(f"SELECT count(*) FROM existing WHERE coalesce(({predicate}), false)").fetchall()[0][0]
         else:
             removed = 0
 
@@ -683,7 +696,7 @@ class Transaction:
             if spec.date_column:
                 where.append(f"{MONTH_COLUMN} = {_sql_str(month)}")
             sql = f"SELECT _row_hash FROM existing WHERE {' AND '.join(where)}"
-            return SeenHashes(_arrow(con, sql).column(0))
+            return SeenHashes(_arrow(connection(), sql).column(0))
 
         def compared(month: str) -> bool:
             """Whether the table holds none of the month's staged rows: it was empty, or they
@@ -934,6 +947,12 @@ def _commit_properties(dt: DeltaTable, info: dict[str, Any]) -> CommitProperties
     rows the other added."""
     txn = DeltaTransaction(APP_ID, dt.version() + 1, int(time.time() * 1000))
     return CommitProperties(custom_metadata={STATE_KEY: json.dumps(info, default=str)}, app_transactions=[txn])
+
+
+def _duckdb_errors(*names: str) -> tuple[type[BaseException], ...]:
+    """DuckDB's exception classes ``names``, once DuckDB is loaded: before, it raised none."""
+    module = sys.modules.get("duckdb")
+    return tuple(getattr(module, n) for n in names) if module is not None else ()
 
 
 def _count(dt: DeltaTable) -> int:

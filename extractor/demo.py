@@ -15,15 +15,14 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .errors import InputError
 from .logs import Steps, register_secret
-from .publish import PublishResult, publish
-from .publish.findings import headline_findings as findings_of
+
+if TYPE_CHECKING:  # publishing loads DuckDB and the BI writers: only when the demo runs
+    from .publish import PublishResult
 
 log = logging.getLogger("aps_usage")
 
@@ -141,6 +140,8 @@ def run_demo(
             step.counts = build_counts(build)
 
         with steps.step("Publishing the marts, the Power BI project, the Tableau workbook and the report") as step:
+            from .publish import publish
+
             result.publish = publish(settings)
             step.counts = {"marts": len(result.publish.marts),
                            "files": sum(len(v) for v in result.publish.outputs.values())}
@@ -169,6 +170,10 @@ def source_rows(data_dir: Path) -> dict[str, int]:
 
 
 def headline_findings(warehouse: Path) -> list[str]:
+    import duckdb
+
+    from .publish.findings import headline_findings as findings_of
+
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         return findings_of(con)

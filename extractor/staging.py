@@ -44,8 +44,9 @@ STAGING_BUFFER_ROWS = 40_000  # rows buffered across months: past it the fullest
 
 # Stored hashes a write may hold at once to drop rows already stored (16 bytes a row): past
 # it, a month's rows are spooled and the commit compares them month by month instead. With
-# 4M, re-importing a 12M-row file peaked 408 MB; with 3M, 381 (bench_import.py --rows).
-KNOWN_ROWS_LIMIT = 3_000_000
+# 4M, re-importing a 12M-row file peaked 408 MB; with 3M, 381 (bench_import.py --rows). In a
+# freshly installed venv the shared libraries' pages add ~65 MB of RSS: 3M made 407 MB, 2M 387.
+KNOWN_ROWS_LIMIT = 2_000_000
 
 
 @dataclass

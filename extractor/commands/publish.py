@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from ..config import Settings
-from ..publish import FORMATS, PublishResult, parse_formats, publish
+from ..publish import FORMATS, parse_formats
+
+if TYPE_CHECKING:
+    from ..publish import PublishResult
 
 
 def describe_outputs(result: PublishResult) -> list[str]:
@@ -52,6 +57,8 @@ def publish_command(settings: Settings | None, formats: str | None) -> None:
     """
     settings = settings or Settings()
     wanted, explicit = parse_formats(formats)
+    from ..publish import publish  # loads DuckDB and the BI writers: only to publish
+
     result = publish(settings, wanted, explicit=explicit)
     click.echo(f"Published {len(result.marts)} marts:")
     for line in describe_outputs(result):

@@ -10,6 +10,16 @@ result = publish(settings, formats={"parquet", "html"})
 ```
 """
 
-from .publisher import FORMATS, PublishResult, parse_formats, publish
+from .formats import FORMATS, parse_formats
 
 __all__ = ["FORMATS", "PublishResult", "parse_formats", "publish"]
+
+
+def __getattr__(name: str):
+    # publish() loads DuckDB, plotly and the BI writers (30 MB of RSS): only when it is used,
+    # so that a command that does not publish (an import) does not carry them
+    if name in ("PublishResult", "publish"):
+        from . import publisher
+
+        return getattr(publisher, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

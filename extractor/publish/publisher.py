@@ -21,9 +21,10 @@ from pathlib import Path
 import duckdb
 
 from ..config import Settings
-from ..errors import BuildError, InputError
+from ..errors import BuildError
 from ..logs import progress
 from .files import remove_stale_temp_files, write_text_atomic
+from .formats import FORMATS
 from .hyper import INSTALL_HINT, hyper_available, write_hyper
 from .parquet_csv import publish_mart_files
 from .pbids import write_pbids
@@ -35,7 +36,6 @@ from .warehouse import Mart, first_line, list_marts, open_warehouse
 
 log = logging.getLogger("aps_usage")
 
-FORMATS = ("parquet", "csv", "hyper", "pbids", "html", "pbip", "twbx")
 HYPER_NAME = "aps-usage.hyper"
 PBIDS_NAME = "aps-usage.pbids"
 REPORT_NAME = "report.html"
@@ -55,18 +55,6 @@ class PublishResult:
 
     def paths(self, fmt: str) -> list[Path]:
         return self.outputs.get(fmt, [])
-
-
-def parse_formats(text: str | None) -> tuple[set[str], bool]:
-    """``"parquet,csv"`` -> ({'parquet', 'csv'}, explicit=True); None -> every format, not explicit."""
-    if not text:
-        return set(FORMATS), False
-    wanted = {part.strip().lower() for part in text.split(",") if part.strip()}
-    unknown = wanted - set(FORMATS)
-    if unknown or not wanted:
-        raise InputError(f"--formats: unknown format(s) {', '.join(sorted(unknown)) or '(none)'}; "
-                         f"choose from {','.join(FORMATS)}")
-    return wanted, True
 
 
 def _remove_dropped_marts(marts_dir: Path, bi_dir: Path, current: set[str]) -> None:
