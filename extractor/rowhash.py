@@ -67,7 +67,9 @@ class RowHasher:
 
     def bits(self, table: pa.Table | pa.RecordBatch) -> np.ndarray:
         """The two lanes of each row's hash, shape (rows, 2), uint64."""
-        out = np.zeros((table.num_rows, 2), np.uint64)
+        # each lane summed apart, as 1-D arrays: gathering and adding (rows, 2) arrays took
+        # 0.25 s of a 2M-row import's hash, 1-D takes 0.04
+        first, last = np.zeros(table.num_rows, np.uint64), np.zeros(table.num_rows, np.uint64)
         for name in table.column_names:
             if name not in self.spec.columns:
                 continue
@@ -77,14 +79,17 @@ class RowHasher:
                 # batches come in chunks of about a thousand rows
                 column = column.combine_chunks()
             if len(column) and column.null_count < len(column):
-                out += self._cells(name, column)
-        return out
+                cells = self._cells(name, column)
+                first += cells[0]
+                last += cells[1]
+        return np.stack([first, last], axis=1)
 
     def hex(self, table: pa.Table | pa.RecordBatch) -> pa.Array:
         """``_row_hash`` of each row."""
         return to_hex(self.bits(table))
 
-    def _cells(self, name: str, values: pa.Array) -> np.ndarray:
+    def _cells(self, name: str, values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Each cell's two lanes (0 for NULL), as two arrays."""
         kind = values.type
         if pa.types.is_dictionary(kind):
             values, kind = values.cast(kind.value_type), kind.value_type
@@ -105,12 +110,14 @@ class RowHasher:
         else:  # no listed column has another type; hashed by its Arrow text, tagged with the type
             return self._text_cells(name + "\x1f" + str(kind), values.cast(pa.string()))
         keys = np.frombuffer(_digest(name, tag.encode()), np.uint64)
-        cells = np.stack([_splitmix64(bits ^ keys[0]), _splitmix64(bits ^ keys[1])], axis=1)
+        cells = _splitmix64(bits ^ keys[0]), _splitmix64(bits ^ keys[1])
         if values.null_count:
-            cells[~values.is_valid().to_numpy(zero_copy_only=False)] = 0
+            null = ~values.is_valid().to_numpy(zero_copy_only=False)
+            for lane in cells:
+                lane[null] = 0
         return cells
 
-    def _text_cells(self, name: str, values: pa.Array) -> np.ndarray:
+    def _text_cells(self, name: str, values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         encoded = pc.dictionary_encode(values)
         known = self._text.setdefault(name, {})
         if len(known) > _CACHE_LIMIT:
@@ -124,7 +131,7 @@ class RowHasher:
         # one more entry, all zero, for NULL cells
         lanes = np.frombuffer(b"".join(digests) + bytes(16), np.uint64).reshape(-1, 2)
         indices = encoded.indices.fill_null(len(digests)).to_numpy(zero_copy_only=False)
-        return lanes[indices]
+        return np.ascontiguousarray(lanes[:, 0]).take(indices), np.ascontiguousarray(lanes[:, 1]).take(indices)
 
 
 def row_hashes(spec: DatasetSpec, table: pa.Table | pa.RecordBatch) -> pa.Array:
