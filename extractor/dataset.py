@@ -657,16 +657,17 @@ class Transaction:
                       for p in [self._replace_predicate(spec, w.replace, w.staged)] if p]
         predicate = " OR ".join(f"({p})" for p in predicates) if predicates else None
 
-        registered: list[bool] = []
+        registered = False
 
         def connection() -> duckdb.DuckDBPyConnection:
             """DuckDB with this table as ``existing``, for a replace's predicate only: an
             append reads the stored hashes with pyarrow, and never loads DuckDB."""
+            nonlocal registered
             if self._con is None:
                 self._con = dd.connect()
             if not registered and existing is not None:
                 self._con.register("existing", existing)
-                registered.append(True)
+                registered = True
             return self._con
 
         existing_schema = pa.schema(dt.schema().to_arrow())

@@ -24,7 +24,8 @@ from extractor.config import Settings
 from extractor.importing import import_paths
 report = import_paths(Settings(data_dir=sys.argv[2], quiet=True), [sys.argv[1]])
 peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"rows": report.rows, "dataset_rows": report.dataset_rows, "peak_mb": peak_kb / 1024}))
+print(json.dumps({"rows": report.rows, "dataset_rows": report.dataset_rows, "peak_mb": peak_kb / 1024,
+                  "duckdb_loaded": "duckdb" in sys.modules}))
 """
 
 
@@ -58,3 +59,14 @@ def test_a_2m_row_file_imported_twice(tmp_path):
     assert (latest["rows_added"], latest["rows_removed"], latest["command"]) == (0, 0, "import")
     for run in (first, second):
         assert run["peak_mb"] < MEMORY_GOAL_MB, f"peak RSS {run['peak_mb']:.0f} MB"
+        assert not run["duckdb_loaded"]  # an append reads stored hashes with pyarrow (30-45 MB RSS saved)
+
+
+def test_the_cli_loads_neither_duckdb_nor_the_bi_writers():
+    # they load where SQL runs or a publish starts: an import through the CLI does not carry them
+    code = ("import sys, extractor.cli; "
+            "print(sorted(m for m in ('duckdb', 'plotly', 'extractor.publish.publisher') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
