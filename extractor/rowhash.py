@@ -75,8 +75,7 @@ class RowHasher:
                 continue
             column = table.column(name)
             if isinstance(column, pa.ChunkedArray):
-                # one array: text is hashed once per distinct value of each array, and a reader's
-                # batches come in chunks of about a thousand rows
+                # one array: text is hashed once per distinct value of each array
                 column = column.combine_chunks()
             if len(column) and column.null_count < len(column):
                 cells = self._cells(name, column)
@@ -129,9 +128,9 @@ class RowHasher:
                 digest = known[value] = _digest(name, value.encode())
             digests.append(digest)
         # one more entry, all zero, for NULL cells
-        lanes = np.frombuffer(b"".join(digests) + bytes(16), np.uint64).reshape(-1, 2)
+        lanes = np.frombuffer(b"".join(digests) + bytes(16), np.uint64).reshape(-1, 2).T.copy()  # a row a lane
         indices = encoded.indices.fill_null(len(digests)).to_numpy(zero_copy_only=False)
-        return np.ascontiguousarray(lanes[:, 0]).take(indices), np.ascontiguousarray(lanes[:, 1]).take(indices)
+        return lanes[0].take(indices), lanes[1].take(indices)
 
 
 def row_hashes(spec: DatasetSpec, table: pa.Table | pa.RecordBatch) -> pa.Array:
