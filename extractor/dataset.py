@@ -56,7 +56,7 @@ from .logs import log
 from .rowhash import ROW_HASH_VERSION, RowHasher, SeenHashes
 from .rowhash import sql_ident as _ident
 from .rowhash import sql_str as _sql_str
-from .schemas import DATASETS, META_COLUMNS, DatasetSpec
+from .schemas import DATASETS, META_COLUMNS, TEXT, DatasetSpec
 from .staging import Known, Staged, layout_schema, rechunked, release_memory, stage
 
 if TYPE_CHECKING:
@@ -142,6 +142,8 @@ def _conform(batch: pa.RecordBatch | pa.Table, spec: DatasetSpec, source: str) -
         if name.startswith("_") and name not in META_COLUMNS:
             continue
         target = spec.columns.get(name) or META_COLUMNS.get(name) or pa.string()
+        if column.type == TEXT and pa.types.is_string(target):
+            target = TEXT  # dictionary-encoded text stays so until its Parquet file
         if column.type != target:
             column = _cast(column, target, source, name)
         arrays.append(column)
@@ -729,7 +731,7 @@ class Transaction:
         def batches() -> Iterator[pa.RecordBatch]:
             for month in months:
                 for table in month_tables(month):
-                    yield from table.to_batches()
+                    yield from table.cast(schema).to_batches()  # delta-rs's writer: plain text
                 crash_point("mid-commit")
 
         previous = self.dd._table_state(spec.name, dt)
@@ -782,11 +784,15 @@ class Transaction:
         uploaded."""
         name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
         rel = f"{MONTH_COLUMN}={month}/{name}" if spec.date_column else name
-        file_schema = pa.schema([f for f in schema if f.name != MONTH_COLUMN])
+        file_schema = _file_schema(schema)
         local = (self.dir / name) if self.dd.remote else Path(self.dd.table_uri(spec.name)) / rel
         rows, low, high, writer = 0, None, None, None
         try:
-            for table in rechunked(tables, ROW_GROUP_ROWS):
+            for table in rechunked((_in_file_schema(t, file_schema) for t in tables), ROW_GROUP_ROWS):
+                # one dictionary per column and row group: Parquet stores an Arrow dictionary as
+                # it is (a row group of 2M rows' text: 0.33 s, not the 0.52 of plain strings),
+                # but a dictionary that changes within a row group is encoded again value by value
+                table = table.combine_chunks()
                 if writer is None:
                     local.parent.mkdir(parents=True, exist_ok=True)
                     # min/max statistics only where a reader filters: with them on every text
@@ -794,9 +800,9 @@ class Transaction:
                     stats_columns = [c for c in (spec.date_column, "_extracted_at") if c]
                     # no dictionary for the row hash, distinct on every row: trying one cost 10%
                     dictionary = [c for c in file_schema.names if c != "_row_hash"]
+                    # no Arrow schema stored: the text columns read back as plain strings
                     writer = pq.ParquetWriter(local, file_schema, compression="snappy", write_statistics=stats_columns,
-                                              use_dictionary=dictionary)
-                table = table.select(file_schema.names)
+                                              use_dictionary=dictionary, store_schema=False)
                 writer.write_table(table)
                 rows += table.num_rows
                 if spec.date_column:
@@ -971,18 +977,41 @@ def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
 
 
 def _in_schema(table: pa.Table, schema: pa.Schema, month: str | None) -> pa.Table:
-    """``table`` with the table's columns in order: NULL where it has none, the month added."""
+    """``table`` with the table's columns in order: NULL where it has none, the month added.
+    Dictionary-encoded text stays so (``table.cast(schema)`` decodes it)."""
     n = table.num_rows
     names = set(table.column_names)
-    columns = []
+    columns, fields = [], []
     for f in schema:
         if f.name == MONTH_COLUMN:
-            columns.append(pa.repeat(pa.scalar(month, pa.string()), n))
+            column = pa.repeat(pa.scalar(month, pa.string()), n)
         elif f.name in names:
             column = table.column(f.name)
-            columns.append(column if column.type == f.type else column.cast(f.type))
+            if column.type != f.type and not (column.type == TEXT and pa.types.is_string(f.type)):
+                column = column.cast(f.type)
         else:
-            columns.append(pa.nulls(n, f.type))
+            column = pa.nulls(n, f.type)
+        columns.append(column)
+        fields.append(f.with_type(column.type))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def _file_schema(schema: pa.Schema) -> pa.Schema:
+    """The columns of a month's Parquet file: every text column but the row hash (distinct on
+    every row) dictionary-encoded, the partition column left out."""
+    return pa.schema([f.with_type(TEXT) if pa.types.is_string(f.type) and f.name != "_row_hash" else f
+                      for f in schema if f.name != MONTH_COLUMN])
+
+
+def _in_file_schema(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` (from :func:`_in_schema`) as :func:`_file_schema` says: plain text (an API's
+    rows) dictionary-encoded here, as the Parquet writer would have done."""
+    columns = []
+    for f in schema:
+        column = table.column(f.name)
+        if column.type != f.type:
+            column = pc.dictionary_encode(column) if f.type == TEXT else column.cast(f.type)
+        columns.append(column)
     return pa.Table.from_arrays(columns, schema=schema)
 
 

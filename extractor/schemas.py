@@ -336,3 +336,19 @@ META_DOCS: dict[str, str] = {
 def column_doc(spec: DatasetSpec, column: str) -> str:
     """What a column of a dataset holds (its description in the dbt sources and the docs site)."""
     return spec.docs.get(column) or META_DOCS.get(column) or f"`{column}` as delivered by the API or file."
+
+
+# Text as it comes from a CSV import: dictionary-encoded (each distinct value stored once, the
+# cells as indices into them). A column declared ``string`` may hold either form in memory;
+# its Parquet and Delta type is ``string`` either way.
+TEXT = pa.dictionary(pa.int32(), pa.string())
+
+
+def is_text(kind: pa.DataType) -> bool:
+    """Whether ``kind`` is text: ``string``, or :data:`TEXT`."""
+    return pa.types.is_string(kind) or kind == TEXT
+
+
+def plain_text(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """``column`` with dictionary-encoded text decoded (for code that needs ``string``)."""
+    return column.cast(pa.string()) if column.type == TEXT else column

@@ -36,10 +36,13 @@ import pyarrow.compute as pc
 
 from .errors import InputError
 from .rowhash import RowHasher, SeenHashes, to_hex
-from .schemas import META_COLUMNS, DatasetSpec
+from .schemas import META_COLUMNS, TEXT, DatasetSpec
 
 STAGING_ROW_GROUP = 64_000  # rows of a month gathered before they go to its spool
-STAGING_BUFFER_ROWS = 40_000  # rows buffered across months: past it the fullest month is spooled
+# Rows buffered across months: past it the fullest month is spooled. A 2M-row import's rows
+# come from 12 months: at 40,000 the spool batches held ~5,000 rows, and the commit's calls per
+# batch cost 0.2-0.3 s; dictionary-encoded text keeps 200,000 rows to ~25 MB more peak RSS.
+STAGING_BUFFER_ROWS = 200_000
 
 
 # Stored hashes a write may hold at once to drop rows already stored (16 bytes a row): past
@@ -336,6 +339,8 @@ class _MonthFiles:
         n = table.num_rows
         names = set(table.column_names)
         schema = layout_schema(self.spec, names - self.spec.columns.keys() - META_COLUMNS.keys())
+        # text keeps the form it came in (dictionary-encoded from a CSV)
+        schema = pa.schema([table.schema.field(f.name) if f.name in names else f for f in schema])
         if table.schema.equals(schema):
             return table
         constants = {"_source": self.source, "_extracted_at": self.extracted_at}
@@ -343,12 +348,16 @@ class _MonthFiles:
         columns = []
         for f in schema:
             if f.name in names:
-                columns.append(table.column(f.name))
+                column = table.column(f.name)
+            elif f.name in constants and f.type == pa.string():  # one value: dictionary-encoded
+                column = pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([constants[f.name]]))
             elif f.name in constants:
-                columns.append(pa.repeat(pa.scalar(constants[f.name], f.type), n))
+                column = pa.repeat(pa.scalar(constants[f.name], f.type), n)
             else:
-                columns.append(nulls.setdefault(f.type, pa.nulls(n, f.type)))
-        return pa.Table.from_arrays(columns, schema=schema)
+                kind = TEXT if f.type == pa.string() else f.type
+                column = nulls.setdefault(kind, pa.nulls(n, kind))
+            columns.append(column)
+        return pa.Table.from_arrays(columns, names=schema.names)
 
     def close(self, flush: bool = True) -> None:
         """De-duplicate every month from what is spooled and buffered; after a failure

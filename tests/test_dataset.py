@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from extractor.dataset import DataDir, Replace
@@ -218,6 +219,34 @@ def test_two_writes_with_different_columns_in_one_transaction(tmp_path):
         tx.write("premium_subscriptions", subs.append_column("plan", pa.array([None], pa.string())), source="c.csv")
     got = sorted((r["team_name"], r["offering_name"], r["seat_quantity"]) for r in dd.read("premium_subscriptions").to_pylist())
     assert got == [("A", "Revit", 5), ("B", "Maya", None)]  # c.csv's row is a.csv's row: a NULL column hashes alike
+
+
+def test_plain_and_dictionary_encoded_text_in_one_month_file(tmp_path):
+    """A CSV import's text comes dictionary-encoded, an API's plain: one transaction may write
+    both into one month's file, which stores them as plain Parquet strings either way."""
+    dd = DataDir(tmp_path)
+
+    def encoded(table: pa.Table, *names: str) -> pa.Table:
+        for name in names:
+            table = table.set_column(table.column_names.index(name), name, table.column(name).dictionary_encode())
+        return table
+
+    with dd.lock("test"), dd.transaction() as tx:  # the table's own writer: known columns only
+        tx.write("premium_usage", usage([("2026-01-02", "Maya", "3", 1.0)]), source="api")
+        tx.write("premium_usage", encoded(usage(BASE[:2]), "product_name"), source="a.csv")
+    assert rows(dd) == sorted([*BASE[:2], ("2026-01-02", "Maya", "3", 1.0)])
+    (path,) = dd.data_files("premium_usage")
+    schema = pq.read_schema(path)
+    assert schema.field("product_name").type == pa.string() and schema.field("_source").type == pa.string()
+    # a new column: delta-rs's writer (schema merge), handed plain text
+    write(dd, "premium_usage", encoded(usage(BASE[2:]).append_column("note", pa.array(["x"])), "product_name", "note"))
+    got = dd.read("premium_usage")
+    assert got.schema.field("note").type == pa.string()
+    assert sorted(zip(got.column("_source").to_pylist(), got.column("note").to_pylist()),
+                  key=str) == sorted([("a.csv", None), ("a.csv", None), ("api", None), ("t", "x")], key=str)
+    # the same rows as plain text hash alike: writing them again adds nothing
+    write(dd, "premium_usage", usage(BASE), source="again")
+    assert dd.read("premium_usage").num_rows == 4
 
 
 def test_large_write_keeps_every_row_and_writes_few_files(tmp_path):

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from ..errors import InputError
 from ..personal import hash_personal_columns
+from ..schemas import plain_text
 from .headers import column_names, normalise_header
 from .kinds import Kind, detect_kind, kind_by_name
 from .readers import RawBatch, RawTable
@@ -80,7 +81,8 @@ class Prepared:
             except BadValue as bad:
                 raise self._error(raw, bad.index, i, str(bad)) from None
             arrays.append(array)
-        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema())
+        # text columns as they came: dictionary-encoded from a CSV, plain from a workbook
+        batch = pa.RecordBatch.from_arrays(arrays, names=self.names)
         self._check(batch, raw)
         if self.salt is not None:
             batch = hash_personal_columns(batch, self.salt)
@@ -101,7 +103,7 @@ class Prepared:
         if token_column in self.names and pa.types.is_floating(batch.column(token_column).type):
             negative = pc.fill_null(pc.less(batch.column(token_column), 0), False)
             if self.kind.name == "tokenflex" and "usage_category" in self.names:
-                category = pc.utf8_upper(pc.fill_null(batch.column("usage_category"), ""))
+                category = pc.utf8_upper(pc.fill_null(plain_text(batch.column("usage_category")), ""))
                 negative = pc.and_(negative, pc.not_equal(category, ADJUSTMENT_CATEGORY))
             if pc.any(negative).as_py():
                 index = pc.index(negative, True).as_py()
@@ -111,10 +113,11 @@ class Prepared:
                                   f"negative tokens ({value:g}){allowed}")
 
     def read_all(self) -> tuple[pa.Table, list[int]]:
-        """The whole table and each row's row number (for small files: metadata, read_table)."""
+        """The whole table and each row's row number (for small files: metadata, read_table),
+        text as plain ``string``."""
         batches, rows = [], []
         for batch, raw in self.batches():
-            batches.append(batch)
+            batches.append(pa.RecordBatch.from_arrays([plain_text(c) for c in batch.columns], schema=self.schema()))
             rows.extend(raw.row(i) for i in range(raw.num_rows))
         return pa.Table.from_batches(batches, schema=self.schema()), rows
 

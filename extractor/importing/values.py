@@ -214,7 +214,11 @@ def to_bool(values: pa.Array) -> pa.Array:
 
 
 def to_type(values: pa.Array, target: pa.DataType, *, excel: bool = False, decimal_comma: bool = False) -> pa.Array:
-    """One column of text as ``target`` (string columns are only cleaned)."""
+    """One column of text as ``target`` (string columns are only cleaned). Dictionary-encoded
+    text is typed a distinct value at a time: text stays dictionary-encoded, other types are
+    taken out by the cells' indices."""
+    if isinstance(values, pa.DictionaryArray):
+        return _typed_dictionary(values, target, excel=excel, decimal_comma=decimal_comma)
     if pa.types.is_date(target):
         return to_date(values, excel=excel)
     if pa.types.is_timestamp(target):
@@ -226,3 +230,18 @@ def to_type(values: pa.Array, target: pa.DataType, *, excel: bool = False, decim
     if pa.types.is_boolean(target):
         return to_bool(values)
     return clean(values)
+
+
+def _typed_dictionary(values: pa.DictionaryArray, target: pa.DataType, *, excel: bool,
+                      decimal_comma: bool) -> pa.Array:
+    try:
+        typed = to_type(values.dictionary, target, excel=excel, decimal_comma=decimal_comma)
+    except BadValue:
+        # typed cell by cell to name the first bad row: a batch's dictionary may also hold
+        # values of rows outside it (Arrow's slices keep their whole dictionary)
+        return to_type(values.cast(values.type.value_type), target, excel=excel, decimal_comma=decimal_comma)
+    if not pa.types.is_string(typed.type):
+        return typed.take(values.indices)
+    # cleaning may have made two values one, or a value NULL: encoded again, NULL as no index
+    encoded = pc.dictionary_encode(typed)
+    return pa.DictionaryArray.from_arrays(encoded.indices.take(values.indices), encoded.dictionary)

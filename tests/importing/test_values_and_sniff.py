@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 
 from extractor.importing import sniff
-from extractor.importing.values import BadValue, to_date, to_float, to_int, to_timestamp
+from extractor.importing.values import BadValue, to_date, to_float, to_int, to_timestamp, to_type
+from extractor.schemas import TEXT as DICTIONARY_TEXT
 
 D = dt.date(2026, 1, 5)
 
@@ -38,6 +39,37 @@ def test_bad_dates_name_the_first_bad_cell(values, index):
     with pytest.raises(BadValue) as err:
         to_date(pa.array(values))
     assert err.value.index == index and err.value.text == values[index]
+
+
+# a CSV's cells come dictionary-encoded: typed a distinct value at a time, the same result
+@pytest.mark.parametrize("values, target", [
+    (["2026-01-05", "1/5/2026", "2026-01-05", "", None, "05.01.2026"], pa.date32()),
+    (["1,234.5", "12", "12", " ", "*****", None], pa.float64()),
+    (["3", "3.0", None, "7"], pa.int64()),
+    (["2026-01-05T10:20:30Z", "2026-01-05 10:20:30", "2026-01-05T10:20:30Z"], pa.timestamp("us", "UTC")),
+    ([" Revit ", "Revit", "", "*****", None, "AutoCAD", "Revit"], pa.string()),
+])
+def test_dictionary_encoded_text_is_typed_like_plain_text(values, target):
+    plain = to_type(pa.array(values, pa.string()), target)
+    typed = to_type(pa.array(values, pa.string()).dictionary_encode(), target)
+    assert typed.to_pylist() == plain.to_pylist()
+    assert typed.null_count == plain.null_count  # blank cells NULL as indices, not as values
+    if target == pa.string():  # text stays encoded, each cleaned value once in its dictionary
+        assert typed.type == DICTIONARY_TEXT and typed.dictionary.to_pylist() == ["Revit", "AutoCAD"]
+    else:
+        assert typed.type == plain.type
+
+
+def test_a_bad_value_in_dictionary_encoded_text_names_its_first_row():
+    values = pa.array(["2026-01-05", "soon", "2026-01-05", "later", "soon"]).dictionary_encode()
+    sliced = values.slice(2)  # a slice keeps the whole dictionary: "soon" is its entry 1 either way
+    with pytest.raises(BadValue) as err:
+        to_date(values)
+    assert (err.value.index, err.value.text) == (1, "soon")
+    with pytest.raises(BadValue) as err:
+        to_type(sliced, pa.date32())
+    assert (err.value.index, err.value.text) == (1, "later")  # not "soon", the dictionary's first bad value
+    assert to_type(values.slice(0, 1), pa.date32()).to_pylist() == [D]  # bad values outside the slice
 
 
 def test_numbers_with_thousands_separators():
