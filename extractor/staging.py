@@ -14,7 +14,7 @@ that no other writer removed those stored rows meanwhile.
 
 Duplicates within the write are dropped too: every row of a write has the same ``_source``
 and ``_extracted_at``, so of equal rows the first is kept. Equal rows have the same usage
-date, so they are in the same month: when the input ends, the first lane of each month's
+date, so they are in the same month: when the commit writes a month, the first lane of its
 row hashes is sorted (8 bytes a row), rows whose lanes repeat are compared by both lanes,
 and only the first of equal rows is kept. Memory follows the rows of the largest month,
 never the whole input.
@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 
@@ -326,12 +327,12 @@ class _MonthFiles:
         self._hash_spools[month].add(_bits_table(bits))
 
     def _finish_month(self, month: str) -> None:
-        """Which of the month's spooled rows to keep (the first of equal rows)."""
+        """The month's spools, closed and handed to the commit (which finds the repeats)."""
         spool, hashes = self._spools.pop(month), self._hash_spools.pop(month)
         spool.close()
         hashes.close()
         # the hash spool stays for the commit, which reads it to find the rows to add
-        self.staged[month] = _StagedMonth(spool, hashes, _first_of_equal_rows(hashes), self._in_layout)
+        self.staged[month] = _StagedMonth(spool, hashes, self._in_layout)
 
     def _in_layout(self, table: pa.Table) -> pa.Table:
         """Every listed column (NULL where missing), extras, then the meta columns (the
@@ -383,8 +384,13 @@ class _MonthFiles:
 class _StagedMonth:
     spool: _RowFile
     hashes: _RowFile  # the rows' hash lanes, in spool order
-    keep: np.ndarray | None  # over the month's rows in spool order; None = keep all
     layout: Callable[[pa.Table], pa.Table]
+
+    @cached_property
+    def keep(self) -> np.ndarray | None:
+        """Over the month's rows in spool order: False for a repeat of an earlier row; None
+        when nothing repeats. Found when the commit first needs it, on its month-file threads."""
+        return _first_of_equal_rows(self.hashes)
 
     def tables(self, keep: np.ndarray | None = None) -> Iterator[pa.Table]:
         """The rows ``keep`` marks (by default: the first of equal rows), with their
