@@ -435,7 +435,10 @@ def _first_of_equal_rows(hashes: _RowFile) -> np.ndarray | None:
     del ordered
     if not len(repeated):
         return None
-    positions = np.flatnonzero(np.isin(keys, repeated))  # every row whose first lane repeats
+    # every row whose first lane repeats, by binary search (np.isin sorted the keys again)
+    repeated = np.unique(repeated)
+    at = np.minimum(np.searchsorted(repeated, keys), len(repeated) - 1)
+    positions = np.flatnonzero(repeated[at] == keys)
     # a second pass over the spool for the candidates' both lanes: keeping them all from the
     # first pass would cost 16 bytes a row instead of 8
     full, start = [], 0
