@@ -712,8 +712,10 @@ class Transaction:
         def month_tables(month: str) -> Iterator[pa.Table]:
             """The month's incoming rows not in the table yet (nor added by an earlier write of
             this commit; a write has no repeated row of its own, see staging.py)."""
-            seen = SeenHashes() if compared(month) else kept_hashes(month)
             mine = [w.staged.months[month] for w in writes if month in w.staged.months]
+            for staged in mine:  # its repeats found before the stored hashes are loaded: not both at once
+                staged.keep  # noqa: B018 - a cached property, computed here
+            seen = SeenHashes() if compared(month) else kept_hashes(month)
             for i, staged in enumerate(mine):
                 new = staged.new_rows(seen)  # from the hashes alone: no new row, no rows read
                 if not new.any():
