@@ -344,11 +344,6 @@ def column_doc(spec: DatasetSpec, column: str) -> str:
 TEXT = pa.dictionary(pa.int32(), pa.string())
 
 
-def is_text(kind: pa.DataType) -> bool:
-    """Whether ``kind`` is text: ``string``, or :data:`TEXT`."""
-    return pa.types.is_string(kind) or kind == TEXT
-
-
 def plain_text(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """``column`` with dictionary-encoded text decoded (for code that needs ``string``)."""
     return column.cast(pa.string()) if column.type == TEXT else column

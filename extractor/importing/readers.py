@@ -272,16 +272,18 @@ class _CsvBatches:
         try:  # only the distinct values are checked as UTF-8
             return column.cast(TEXT)
         except pa.ArrowInvalid:
-            for entry, value in enumerate(column.dictionary.to_pylist()):
+            # cell by cell, to name the row: the dictionary of a batch cut from Arrow's blocks
+            # also holds the values of the block's rows outside the batch
+            cells = column.cast(pa.binary())
+            for offset, value in enumerate(cells.to_pylist()):
                 bad = utf8_error_offset(value)
                 if bad is not None:
-                    offset = pc.index(column.indices, entry).as_py()
                     raise InputError(
                         f"{self.source}: row {first_row + offset}, column '{self.headers[index]}': "
                         f"invalid UTF-8 byte 0x{value[bad]:02x} (the file is not UTF-8 throughout; "
                         "save it as UTF-8)"
                     ) from None
-            raise
+            return pc.dictionary_encode(cells).cast(TEXT)  # the bad value is a later batch's
 
     def _diagnose(self, arrow_message: str | None) -> InputError | None:
         """Read again with Python's strict csv module to name the bad row."""

@@ -135,6 +135,27 @@ def test_invalid_utf8_deep_in_a_big_file_names_row_and_column(run, files, popula
     assert run.fingerprint() == populated
 
 
+@pytest.mark.parametrize("bad_cell", [("email", b"\xe9"), ("day_used", b"2026-13-01")])
+def test_a_bad_cell_just_past_a_batch_in_the_same_block_is_named_once_read(run, files, populated, monkeypatch,
+                                                                          bad_cell):
+    """A batch cut from one of Arrow's blocks keeps the whole block's dictionary: a bad value
+    of the next batch's first row must be reported at that row, not in the batch before."""
+    from extractor.importing import readers
+
+    monkeypatch.setattr(readers, "CSV_BATCH_ROWS", 1000)  # one 512 KiB block holds three batches
+    rows = [("NY", f"U{i}", f"u{i}@acme.example", "Ann", "Lee", "2026-01-05", "Revit", "AEC", "0", "sus", "2026")
+            for i in range(3000)]
+    data = csv_text(OLD_USAGE_HEADER, rows).encode()
+    column, value = bad_cell
+    at = data.index(b"u1000@") if column == "email" else data.index(b"2026-01-05", data.index(b"u1000@"))
+    data = data[:at] + value + data[at + (1 if column == "email" else 10):]
+    result = run("import", write(files / "cut.csv", data), ok=False)
+    assert result.exit_code == 2
+    expected = ("invalid UTF-8 byte 0xe9" if column == "email" else "'2026-13-01' is not a date")
+    assert error_line(result).startswith(f"cut.csv: row 1002, column '{column}': {expected}"), error_line(result)
+    assert run.fingerprint() == populated
+
+
 def test_bad_value_deep_in_a_multi_batch_file(run, files, populated, monkeypatch):
     from extractor.importing import readers
 
