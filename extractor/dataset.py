@@ -723,8 +723,7 @@ class Transaction:
                 added[month] = added.get(month, 0) + int(new.sum())
                 if i + 1 < len(mine):  # a later write of the month must not add these again
                     seen.add_bits([staged.all_bits()[new]])
-                for table in staged.tables(None if new.all() else new):  # all new: no filtering
-                    yield _in_schema(table, schema, month if spec.date_column else None)
+                yield from staged.tables(None if new.all() else new)  # all new: no filtering
             del seen
             release_memory()  # the month's hashes, before the next month's
 
@@ -733,7 +732,7 @@ class Transaction:
         def batches() -> Iterator[pa.RecordBatch]:
             for month in months:
                 for table in month_tables(month):
-                    yield from table.cast(schema).to_batches()  # delta-rs's writer: plain text
+                    yield from _in_schema(table, schema, month if spec.date_column else None).to_batches()
                 crash_point("mid-commit")
 
         previous = self.dd._table_state(spec.name, dt)
@@ -981,23 +980,20 @@ def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
 
 
 def _in_schema(table: pa.Table, schema: pa.Schema, month: str | None) -> pa.Table:
-    """``table`` with the table's columns in order: NULL where it has none, the month added.
-    Dictionary-encoded text stays so (``table.cast(schema)`` decodes it)."""
+    """``table`` with the table's columns in order: NULL where it has none, the month added,
+    text plain (for delta-rs's writer)."""
     n = table.num_rows
     names = set(table.column_names)
-    columns, fields = [], []
+    columns = []
     for f in schema:
         if f.name == MONTH_COLUMN:
-            column = pa.repeat(pa.scalar(month, pa.string()), n)
+            columns.append(pa.repeat(pa.scalar(month, pa.string()), n))
         elif f.name in names:
             column = table.column(f.name)
-            if column.type != f.type and not (column.type == TEXT and pa.types.is_string(f.type)):
-                column = column.cast(f.type)
+            columns.append(column if column.type == f.type else column.cast(f.type))
         else:
-            column = pa.nulls(n, f.type)
-        columns.append(column)
-        fields.append(f.with_type(column.type))
-    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+            columns.append(pa.nulls(n, f.type))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _file_schema(schema: pa.Schema) -> pa.Schema:
@@ -1008,10 +1004,14 @@ def _file_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def _in_file_schema(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` (from :func:`_in_schema`) as :func:`_file_schema` says: plain text (an API's
-    rows) dictionary-encoded here, as the Parquet writer would have done."""
+    """``table`` with the columns of :func:`_file_schema` in order, NULL where it has none;
+    plain text (an API's rows) dictionary-encoded here, as the Parquet writer would have done."""
+    names = set(table.column_names)
     columns = []
     for f in schema:
+        if f.name not in names:
+            columns.append(pa.nulls(table.num_rows, f.type))
+            continue
         column = table.column(f.name)
         if column.type != f.type:
             column = pc.dictionary_encode(column) if f.type == TEXT else column.cast(f.type)

@@ -90,9 +90,9 @@ class RowHasher:
     def _cells(self, name: str, values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         """Each cell's two lanes (0 for NULL), as two arrays."""
         kind = values.type
-        if pa.types.is_dictionary(kind) and pa.types.is_string(kind.value_type):
-            return self._text_cells(name, values)
         if pa.types.is_dictionary(kind):
+            if pa.types.is_string(kind.value_type):  # a CSV's text: hashed by its own dictionary
+                return self._text_cells(name, values)
             values, kind = values.cast(kind.value_type), kind.value_type
         if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
             return self._text_cells(name, values)
@@ -119,7 +119,6 @@ class RowHasher:
         return cells
 
     def _text_cells(self, name: str, values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        # already dictionary-encoded text (a CSV import) is hashed by its own dictionary
         encoded = values if isinstance(values, pa.DictionaryArray) else pc.dictionary_encode(values)
         known = self._text.setdefault(name, {})
         if len(known) > _CACHE_LIMIT:
