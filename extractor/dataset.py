@@ -57,7 +57,17 @@ from .rowhash import ROW_HASH_VERSION, RowHasher, SeenHashes
 from .rowhash import sql_ident as _ident
 from .rowhash import sql_str as _sql_str
 from .schemas import DATASETS, META_COLUMNS, TEXT, DatasetSpec
-from .staging import Known, Staged, layout_schema, rechunked, release_memory, stage
+from .staging import (
+    ROW_GROUP_ROWS,
+    Known,
+    MonthFile,
+    Staged,
+    file_schema,
+    layout_schema,
+    rechunked,
+    release_memory,
+    stage,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -76,11 +86,6 @@ COMMIT_ATTEMPTS = int(os.environ.get("APS_USAGE_COMMIT_ATTEMPTS", "5"))
 VACUUM_RETENTION_HOURS = int(os.environ.get("APS_USAGE_VACUUM_RETENTION_HOURS", str(7 * 24)))
 # DuckDB's share of memory when it scans a table (stats, replace predicates).
 DUCKDB_MEMORY_LIMIT = os.environ.get("APS_USAGE_DUCKDB_MEMORY", "128MB")
-# Rows per row group of a data file the commit writes: the staged tables are small (a few
-# thousand rows of a month each); written one row group each, a 2M-row import spent 2.8 s in
-# 1,500 small writes and made files slow to scan. 64k, not 128k: two months are written at
-# once, and with 128k a 6M-row import peaked 389 MB instead of 315 (same speed).
-ROW_GROUP_ROWS = 64_000
 
 
 @dataclass
@@ -554,12 +559,13 @@ class Transaction:
         if replace is not None and any(w.staged.dropped for w in earlier):
             raise UsageError(f"{dataset}: a replace after an append in one transaction: write the replace first")
         # An append drops the rows the table holds already while it stages (so a re-import
-        # spools nothing); not after a replace of this transaction, which may remove them.
-        known = self._known(dataset) if replace is None and all(w.replace is None for w in earlier) else None
+        # spools nothing), and writes its months' files; not after a replace of this
+        # transaction, which may remove those rows.
+        append = replace is None and all(w.replace is None for w in earlier)
         staged = stage(
             (_conform(batch, spec, source) for batch in _batches(data)), spec, source=source,
-            extracted_at=self.extracted_at, new_path=new_path, known=known,
-            after_batch=lambda: crash_point("staging"),
+            extracted_at=self.extracted_at, new_path=new_path, known=self._known(dataset) if append else None,
+            append=append, after_batch=lambda: crash_point("staging"),
         )
         self._writes.setdefault(dataset, []).append(_Write(staged, source, replace))
         return staged.rows
@@ -756,6 +762,11 @@ class Transaction:
             # otherwise), unless a month's stored hashes must be read here: two months of those
             # at once took a 6M-row re-import from 355 to 447 MB peak (bench/bench_import.py).
             def month_file(month: str) -> AddAction | None:
+                mine = [w.staged.months[month] for w in writes if month in w.staged.months]
+                if len(mine) == 1 and mine[0].whole and compared(month) and mine[0].file.schema.equals(
+                        _file_schema(schema)):  # written while staging: added as it is
+                    added[month] = mine[0].file.rows
+                    return self._add_month_file(spec, month, mine[0].file)
                 return self._write_month_file(dt, spec, schema, month, month_tables(month))
 
             parallel = 2 if all(compared(m) for m in months) else 1
@@ -780,51 +791,41 @@ class Transaction:
 
     def _write_month_file(self, dt: DeltaTable, spec: DatasetSpec, schema: pa.Schema, month: str,
                           tables: Iterator[pa.Table]) -> AddAction | None:
-        """One Parquet data file of the month's rows (a row group per table), its add action;
-        None when no row is new. On object storage the file is written to local scratch, then
-        uploaded."""
+        """One Parquet data file of the month's rows (in row groups of ROW_GROUP_ROWS), its add
+        action; None when no row is new. On object storage the file is written to local
+        scratch, then uploaded."""
         name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
         rel = f"{MONTH_COLUMN}={month}/{name}" if spec.date_column else name
-        file_schema = _file_schema(schema)
         local = (self.dir / name) if self.dd.remote else Path(self.dd.table_uri(spec.name)) / rel
-        rows, low, high, writer = 0, None, None, None
+        file = MonthFile(local, _file_schema(schema), spec.date_column)
         try:
-            for table in rechunked((_in_file_schema(t, file_schema) for t in tables), ROW_GROUP_ROWS):
-                # one dictionary per column and row group: Parquet stores an Arrow dictionary as
-                # it is (a row group of 2M rows' text: 0.33 s, not the 0.52 of plain strings),
-                # but a dictionary that changes within a row group is encoded again value by value
-                table = table.combine_chunks()
-                if writer is None:
-                    local.parent.mkdir(parents=True, exist_ok=True)
-                    # min/max statistics only where a reader filters: with them on every text
-                    # column, writing 2M rows took 0.81 s instead of 0.58 s
-                    stats_columns = [c for c in (spec.date_column, "_extracted_at") if c]
-                    # no dictionary for the row hash, distinct on every row: trying one cost 10%;
-                    # nor snappy: hex digits shrink by 10% only, for 0.2 s of CPU per 2M rows
-                    dictionary = [c for c in file_schema.names if c != "_row_hash"]
-                    compression = {c: "none" if c == "_row_hash" else "snappy" for c in file_schema.names}
-                    # no Arrow schema stored: the text columns read back as plain strings
-                    writer = pq.ParquetWriter(local, file_schema, compression=compression, write_statistics=stats_columns,
-                                              use_dictionary=dictionary, store_schema=False)
-                writer.write_table(table)
-                rows += table.num_rows
-                if spec.date_column:
-                    bounds = pc.min_max(table.column(spec.date_column))
-                    low = min(filter(None, [low, bounds["min"].as_py()]), default=None)
-                    high = max(filter(None, [high, bounds["max"].as_py()]), default=None)
+            for table in rechunked(tables, ROW_GROUP_ROWS):
+                file.write(table)
         finally:
-            if writer is not None:
-                writer.close()
-        if not rows:
+            file.close()
+        if not file.rows:
             return None
         if self.dd.remote:
             lake.upload_file(local, lake.join(self.dd.table_uri(spec.name), rel))
-        stats: dict[str, Any] = {"numRecords": rows}
-        if low is not None:
-            stats["minValues"] = {spec.date_column: low.isoformat()}
-            stats["maxValues"] = {spec.date_column: high.isoformat()}
-        return AddAction(rel, local.stat().st_size, {MONTH_COLUMN: month} if spec.date_column else {},
-                         int(time.time() * 1000), True, json.dumps(stats))
+        return _add_action(spec, month, rel, file)
+
+    def _add_month_file(self, spec: DatasetSpec, month: str, file: MonthFile) -> AddAction | None:
+        """The month's file written while staging, put in the table's folder (a hard link:
+        a commit made again links it again) or uploaded; its add action."""
+        if not file.rows:
+            return None
+        rel = f"{MONTH_COLUMN}={month}/" if spec.date_column else ""
+        rel += f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+        if self.dd.remote:
+            lake.upload_file(file.path, lake.join(self.dd.table_uri(spec.name), rel))
+        else:
+            target = Path(self.dd.table_uri(spec.name)) / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(file.path, target)
+            except OSError:  # scratch on another file system, or no hard links there
+                shutil.copyfile(file.path, target)
+        return _add_action(spec, month, rel, file)
 
     def rehash(self, name: str) -> int:
         """Rewrite the table with every ``_row_hash`` recomputed, month by month, in one
@@ -997,26 +998,18 @@ def _in_schema(table: pa.Table, schema: pa.Schema, month: str | None) -> pa.Tabl
 
 
 def _file_schema(schema: pa.Schema) -> pa.Schema:
-    """The columns of a month's Parquet file: every text column but the row hash (distinct on
-    every row) dictionary-encoded, the partition column left out."""
-    return pa.schema([f.with_type(TEXT) if pa.types.is_string(f.type) and f.name != "_row_hash" else f
-                      for f in schema if f.name != MONTH_COLUMN])
+    """The columns of a month's Parquet file (see ``staging.file_schema``): the table's, the
+    partition column left out."""
+    return file_schema(pa.schema([f for f in schema if f.name != MONTH_COLUMN]))
 
 
-def _in_file_schema(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with the columns of :func:`_file_schema` in order, NULL where it has none;
-    plain text (an API's rows) dictionary-encoded here, as the Parquet writer would have done."""
-    names = set(table.column_names)
-    columns = []
-    for f in schema:
-        if f.name not in names:
-            columns.append(pa.nulls(table.num_rows, f.type))
-            continue
-        column = table.column(f.name)
-        if column.type != f.type:
-            column = pc.dictionary_encode(column) if f.type == TEXT else column.cast(f.type)
-        columns.append(column)
-    return pa.Table.from_arrays(columns, schema=schema)
+def _add_action(spec: DatasetSpec, month: str, rel: str, file: MonthFile) -> AddAction:
+    stats: dict[str, Any] = {"numRecords": file.rows}
+    if file.low is not None:
+        stats["minValues"] = {spec.date_column: file.low.isoformat()}
+        stats["maxValues"] = {spec.date_column: file.high.isoformat()}
+    return AddAction(rel, file.path.stat().st_size, {MONTH_COLUMN: month} if spec.date_column else {},
+                     int(time.time() * 1000), True, json.dumps(stats))
 
 
 def _batches(data: Any) -> Iterator[pa.RecordBatch | pa.Table]:

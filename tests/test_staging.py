@@ -278,12 +278,12 @@ def test_first_of_equal_rows_across_spool_batches(tmp_path):
     spool.add(staging._bits_table(np.concatenate([bits[:6], bits[:2]])))
     spool.add(staging._bits_table(bits[4:]))
     spool.close()
-    keep = staging._first_of_equal_rows(spool)
+    keep = staging._first_of_equal_rows(spool.all_batches)
     assert keep.tolist() == [True] * 6 + [False, False] + [False, False, True, True, True, True]
     unique = staging._RowFile(lambda: tmp_path / f"spool-{next(names)}")
     unique.add(staging._bits_table(bits))
     unique.close()
-    assert staging._first_of_equal_rows(unique) is None
+    assert staging._first_of_equal_rows(unique.all_batches) is None
 
 
 def test_extracted_at_and_source_are_the_writes(tmp_path):
@@ -358,12 +358,14 @@ def test_a_reimport_spools_nothing_and_reads_no_stored_hash_at_commit(tmp_path, 
         return real_known(version, lambda month: loads.append(month) or load(month), rows, files)
 
     monkeypatch.setattr("extractor.dataset.Known", counting_known)
-    spooled = []
-    real_add = staging._RowFile.add
+    spooled, written = [], []
+    real_add, real_write = staging._RowFile.add, staging.MonthFile.write
     monkeypatch.setattr(staging._RowFile, "add", lambda self, table: spooled.append(table.num_rows) or real_add(self, table))
+    monkeypatch.setattr(staging.MonthFile, "write", lambda self, table: written.append(table.num_rows) or real_write(self, table))
     write(dd, pa.concat_tables([rows, usage_rows(7, start=9_000)]).to_batches(max_chunksize=500), "again.csv")
     assert sorted(loads) == ["2026-01", "2026-02", "2026-03"]  # each month's stored hashes once
-    assert sum(spooled) == 2 * 7  # only the 7 new rows (and their hashes) were spooled
+    assert sum(written) == 7  # only the 7 new rows were written (to their months' files)...
+    assert sum(spooled) == 7  # ...and their hashes spooled, nothing else
     assert dd.read("premium_usage_files").num_rows == 3_007
     assert dd.history("premium_usage_files")[0]["rows_added"] == 7
 
