@@ -431,3 +431,99 @@ def test_a_reimport_past_the_known_hashes_limit_compares_the_other_months_at_com
     assert got.num_rows == 3_030
     assert keyed(got.select(rows.column_names)) == keyed(pa.concat_tables([rows, new]))
     assert dd.history("premium_usage_files")[0]["rows_added"] == 30
+
+
+def _small_flushes(monkeypatch) -> None:
+    """Flushes of a few hundred rows, each written straight to its month's file."""
+    monkeypatch.setattr(staging, "STAGING_ROW_GROUP", 400)
+    monkeypatch.setattr(staging, "STAGING_BUFFER_ROWS", 900)
+    monkeypatch.setattr(staging, "DIRECT_ROWS", 250)
+
+
+def _count_rewrites(monkeypatch) -> list[str]:
+    """Months whose file the commit wrote (not the one written while staging)."""
+    from extractor.dataset import Transaction
+
+    rewritten: list[str] = []
+    real = Transaction._write_month_file
+    monkeypatch.setattr(Transaction, "_write_month_file",
+                        lambda self, dt, spec, schema, month, tables: rewritten.append(month) or real(
+                            self, dt, spec, schema, month, tables))
+    return rewritten
+
+
+@pytest.mark.parametrize("slots_log2", [27, 5])
+def test_an_append_commits_the_files_written_while_staging(tmp_path, monkeypatch, slots_log2):
+    # 5: 32 slots for 6,000 rows, so nearly every row waits for the end of the input and is
+    # compared by its full hash there; the repeats go either way, and no file is written twice
+    _small_flushes(monkeypatch)
+    monkeypatch.setattr(staging, "SEEN_SLOTS_LOG2", slots_log2)
+    rewritten = _count_rewrites(monkeypatch)
+    dd = DataDir(tmp_path)
+    rows = usage_rows(6_000)
+    doubled = pa.concat_tables([rows, rows.slice(5_000, 1_000), rows.slice(10, 200), rows.slice(10, 5)])
+    write(dd, doubled.to_batches(max_chunksize=350), "usage.csv")
+    assert rewritten == []
+    assert keyed(dd.read("premium_usage_files").select(rows.column_names)) == keyed(rows)
+    assert hashes_and_sources(dd) == reference(dd, "premium_usage_files", [(doubled, "usage.csv")])
+    files = dd.data_files("premium_usage_files")
+    assert len(files) == 3  # one a month
+    groups = [pq.ParquetFile(f).metadata.num_row_groups for f in files]
+    # a row group a flush; with 32 slots nearly all rows are written when the input ends
+    assert all(g > 3 for g in groups) if slots_log2 == 27 else all(g < 3 for g in groups)
+    assert not [p for p in (tmp_path / ".tmp").rglob("*") if p.is_file()]
+    write(dd, doubled.to_batches(max_chunksize=350), "again.csv")  # every row there: nothing added
+    assert dd.read("premium_usage_files").num_rows == 6_000
+
+
+def test_a_column_that_appears_mid_write_is_kept_for_the_rows_that_have_it(tmp_path, monkeypatch):
+    # the months' files were started without the column: the rows that bring it are spooled,
+    # and the commit writes those months again with the column (NULL for the rows before)
+    _small_flushes(monkeypatch)
+    dd = DataDir(tmp_path)
+    rows = usage_rows(3_000)
+    later = usage_rows(1_500, start=3_000)
+    later = later.append_column("cost_center", pa.array([f"CC{i % 3}" for i in range(later.num_rows)]))
+    write(dd, [*rows.to_batches(max_chunksize=300), *later.to_batches(max_chunksize=300)], "usage.csv")
+    got = dd.read("premium_usage_files")
+    assert got.num_rows == 4_500
+    by_user = dict(zip(got.column("user_id").to_pylist(), got.column("cost_center").to_pylist()))
+    assert [by_user[f"U{i}"] for i in (0, 2_999)] == [None, None]
+    assert [by_user[f"U{i}"] for i in (3_000, 3_001, 4_499)] == ["CC0", "CC1", "CC2"]
+    assert keyed(got.select(rows.column_names)) == keyed(pa.concat_tables([rows, later.drop_columns(["cost_center"])]))
+
+
+def test_a_staged_file_is_not_added_when_another_writer_filled_the_month_meanwhile(tmp_path, monkeypatch):
+    # the table was empty while staging (nothing compared), another machine appends some of
+    # the same rows before the commit: the month is written again without them
+    from deltalake import write_deltalake
+
+    from extractor.dataset import MONTH_COLUMN, table_schema
+
+    rewritten = _count_rewrites(monkeypatch)
+    dd = DataDir(tmp_path)
+    spec = DATASETS["premium_usage_files"]
+    rows = usage_rows(900)
+    with dd.lock("test"), dd.transaction() as tx:
+        tx.write("premium_usage_files", rows, source="mine.csv")
+        theirs = rows.slice(0, 30)
+        full = staging._MonthFiles(spec, None, "theirs.csv", tx.extracted_at)._in_layout(
+            theirs.append_column("_row_hash", row_hashes(spec, theirs)))
+        months = pa.array([d.strftime("%Y-%m") for d in theirs.column("usage_date").to_pylist()])
+        write_deltalake(dd.table_uri("premium_usage_files"),
+                        full.append_column(MONTH_COLUMN, months).cast(table_schema(spec)), mode="append")
+    assert sorted(rewritten) == ["2026-01", "2026-02", "2026-03"]
+    got = dd.read("premium_usage_files")
+    assert got.num_rows == 900
+    assert got.filter(pc.equal(got.column("_source"), "theirs.csv")).num_rows == 30
+
+
+def test_seen_slots_give_each_slot_to_its_first_row_only():
+    # 256 slots (the top 8 bits of the first lane): slots 3, 5 and 7 share one 64-bit word,
+    # so setting them at once exercises the bits that a single write would lose
+    slots = staging._SeenSlots(log2=8)
+    lanes = lambda *top: np.array([[t << 56, i] for i, t in enumerate(top)], dtype=np.uint64)  # noqa: E731
+    assert slots.take(lanes(3, 5, 3, 7, 5, 200)).tolist() == [True, True, False, True, False, True]
+    assert slots.take(lanes(7, 9, 200, 3, 9)).tolist() == [False, True, False, False, False]
+    assert slots.take(lanes(*range(10, 74))).all()  # a whole word's worth of new slots at once
+    assert not slots.take(lanes(*range(10, 74))).any()
