@@ -723,8 +723,22 @@ def _not_in(held: _RowFile | None, hashes: _RowFile) -> np.ndarray:
         return np.ones(len(bits), dtype=bool)
     spooled = SeenHashes()
     spooled.add_bits([bits])
+    # which top 20 bits of a first lane the spooled rows have (a 1 MB table): a held row is
+    # looked up by its hash only when its top bits are among them. Looking every held row up
+    # took 0.14 s of CPU for a 2M-row import's months, this 0.0x
+    tops = np.zeros(1 << 20, dtype=bool)
+    tops[bits[:, 0] >> np.uint64(44)] = True
+
+    def candidates() -> Iterator[np.ndarray]:
+        for batch in held.all_batches():
+            first = batch.column(0).to_numpy()
+            rows = np.flatnonzero(tops[first >> np.uint64(44)])
+            if len(rows):
+                lanes = np.stack([first[rows], batch.column(1).to_numpy()[rows]], axis=1)
+                yield lanes[~spooled.absent_bits(lanes)]
+
     found = SeenHashes()  # the held rows equal to a spooled one
-    found.add_bits(b[~spooled.absent_bits(b)] for b in map(_bits_of, held.all_batches()))
+    found.add_bits(candidates())
     return found.absent_bits(bits) if len(found) else np.ones(len(bits), dtype=bool)
 
 
