@@ -63,6 +63,7 @@ from .staging import (
     MonthFile,
     Staged,
     file_schema,
+    in_file_schema,
     layout_schema,
     rechunked,
     release_memory,
@@ -799,7 +800,9 @@ class Transaction:
         local = (self.dir / name) if self.dd.remote else Path(self.dd.table_uri(spec.name)) / rel
         file = MonthFile(local, _file_schema(schema), spec.date_column)
         try:
-            for table in rechunked(tables, ROW_GROUP_ROWS):
+            # conformed before they are gathered: text read back from a file written while
+            # staging is plain, a spool's is dictionary-encoded, and writes differ in columns
+            for table in rechunked((in_file_schema(t, file.schema) for t in tables), ROW_GROUP_ROWS):
                 file.write(table)
         finally:
             file.close()

@@ -583,10 +583,12 @@ class _MonthFiles:
                     bits = _bits_of(lanes)[mask]
                     file_hashes.add(_bits_table(bits))
                     table = pa.Table.from_batches([batch]).filter(pa.array(mask))
-                    yield table.append_column(pa.field("_row_hash", pa.string()), to_hex(bits))
+                    table = table.append_column(pa.field("_row_hash", pa.string()), to_hex(bits))
+                    # conformed before they are gathered: the spool's tables may differ in columns
+                    yield in_file_schema(self._in_layout(table), file.schema)
 
         for table in rechunked(kept(), ROW_GROUP_ROWS):
-            file.write(self._in_layout(table))
+            file.write(table)
 
     def _in_layout(self, table: pa.Table) -> pa.Table:
         """Every listed column (NULL where missing), extras, then the meta columns (the

@@ -527,3 +527,25 @@ def test_seen_slots_give_each_slot_to_its_first_row_only():
     assert slots.take(lanes(7, 9, 200, 3, 9)).tolist() == [False, True, False, False, False]
     assert slots.take(lanes(*range(10, 74))).all()  # a whole word's worth of new slots at once
     assert not slots.take(lanes(*range(10, 74))).any()
+
+
+def test_a_month_staged_as_a_file_by_one_write_and_spooled_by_the_next_is_written_whole(tmp_path, monkeypatch):
+    # two appends in one transaction: the first compares January with the stored rows while
+    # staging and writes its file; the second meets February first, and may hold no more
+    # stored hashes for January, which it spools. The commit writes January from both (the
+    # file's text read back plain, the spool's missing text columns dictionary-encoded NULLs).
+    monkeypatch.setattr(staging, "KNOWN_ROWS_LIMIT", 1_500)
+    rewritten = _count_rewrites(monkeypatch)
+    dd = DataDir(tmp_path)
+    stored = usage_rows(2_000, months=2)
+    write(dd, stored, "first.csv")
+    january = pc.equal(pc.month(stored.column("usage_date")), 1)
+    new = usage_rows(40, start=5_000, months=2)
+    with dd.lock("test"), dd.transaction() as tx:
+        tx.write("premium_usage_files", pa.concat_tables([stored.filter(january), new.slice(0, 20)]), source="a.csv")
+        second = pa.concat_tables([stored.filter(pc.invert(january)), stored.filter(january), new.slice(20)])
+        tx.write("premium_usage_files", second.to_batches(max_chunksize=300), source="b.csv")
+    assert "2026-01" in rewritten
+    got = dd.read("premium_usage_files")
+    assert got.num_rows == 2_040
+    assert keyed(got.select(stored.column_names)) == keyed(pa.concat_tables([stored, new]))
