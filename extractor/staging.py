@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -384,12 +383,6 @@ class _MonthFiles:
         self._append = append
         self._seen_slots: _SeenSlots | None = None  # made when the first file is written
         self._seen_lock = threading.Lock()
-        # The months' flushes run on a writer thread of their own: with hashing, month
-        # splitting and writing on one worker, that worker was the longest thread of a 2M-row
-        # import (2.0 s to the reader's 1.5). Measured whole, the gain is about the host's
-        # noise: 2.37 vs 2.43 s, medians of five interleaved runs of each.
-        self._writer: ThreadPoolExecutor | None = None
-        self._writing: deque[Future] = deque()
         self._files: dict[str, MonthFile] = {}  # month -> its Parquet file being written
         self._file_hashes: dict[str, _RowFile] = {}  # month -> the lanes of its file's rows
         self._stored: dict[str, SeenHashes | None] = {}  # month -> its stored hashes (None: not loaded)
@@ -490,36 +483,10 @@ class _MonthFiles:
         hashes.add(_bits_table(bits))
 
     def _flush(self, month: str, last: bool = False) -> None:
-        """Write or spool the month's buffered rows: on the writer thread while the input is
-        read, at most two flushes ahead of it; here for the last rows."""
+        """Write or spool the month's buffered rows."""
         parts = self._pending.pop(month, [])
         if not parts:
             return
-        if last:
-            self._write(month, parts, last)
-            return
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="aps-usage-month-writer")
-        self._writing.append(self._writer.submit(self._write, month, parts, last))
-        while len(self._writing) > 2:
-            self._writing.popleft().result()
-
-    def _stop_writer(self, wait_for_errors: bool) -> None:
-        """Wait for the writer thread's flushes (raising the first error when asked)."""
-        try:
-            while self._writing:
-                future = self._writing.popleft()
-                if wait_for_errors:
-                    future.result()
-                else:
-                    future.cancel()
-                    future.exception()  # a running one is not cancelled: let it finish first
-        finally:
-            if self._writer is not None:
-                self._writer.shutdown(wait=True, cancel_futures=True)
-                self._writer = None
-
-    def _write(self, month: str, parts: list[tuple[pa.Table, np.ndarray]], last: bool) -> None:
         # one record batch per flush: the commit handles each spooled batch with a few calls
         table = pa.concat_tables([t for t, _ in parts]).combine_chunks()
         bits = np.concatenate([b for _, b in parts]) if len(parts) > 1 else parts[0][1]
@@ -622,7 +589,6 @@ class _MonthFiles:
         (``flush=False``) only remove the files and spools."""
         self._stored.clear()
         try:
-            self._stop_writer(wait_for_errors=flush)
             if flush:
                 months = sorted(set(self._pending) | set(self._spools) | set(self._files))
                 # two months at a time: Parquet encoding and numpy release the GIL
