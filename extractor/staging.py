@@ -257,14 +257,37 @@ def stage(
 
 def use_lean_memory_pool() -> None:
     """Allocate Arrow buffers from jemalloc (see extractor/__init__.py) when pyarrow was
-    imported before this package chose it. An explicit ARROW_DEFAULT_MEMORY_POOL is left alone."""
-    if not sys.platform.startswith("linux") or os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "jemalloc") != "jemalloc":
+    imported before this package chose it. An explicit ARROW_DEFAULT_MEMORY_POOL is left alone.
+    And one glibc malloc arena (numpy's arrays) for every thread, see _one_malloc_arena."""
+    if not sys.platform.startswith("linux"):
+        return
+    _one_malloc_arena()
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "jemalloc") != "jemalloc":
         return
     if pa.default_memory_pool().backend_name == "jemalloc":
         return
     try:
         pa.set_memory_pool(pa.jemalloc_memory_pool())
     except (NotImplementedError, pa.ArrowNotImplementedError):  # a pyarrow built without jemalloc
+        pass
+
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def _one_malloc_arena() -> None:
+    """Have glibc's malloc serve every thread from one arena (unless MALLOC_ARENA_MAX says
+    otherwise). Each thread that allocates (the staging worker, the month-file threads) gets
+    an arena of its own by default, and memory freed in one is not reused by another: a
+    12M-row re-import peaked 410-418 MB with them, 373 MB with one (a freshly installed venv).
+    Set before those threads first allocate; a no-op where malloc is not glibc's."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, 1)
+    except (OSError, AttributeError):
         pass
 
 
