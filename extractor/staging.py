@@ -65,7 +65,8 @@ DIRECT_ROWS = 16_000
 ROW_GROUP_ROWS = 64_000
 # Slots of the filter that tells a row whose hash is surely the first of its kind in the write
 # (a bit each: 16 MB). The rows whose slot is taken are compared by their full hash when the
-# input ends: of 2M distinct rows ~1.5% are, of 12M ~9%.
+# input ends: on average rows / 2^28 of them (2M distinct rows: ~0.75%, 12M: ~4.5%; the bench's
+# 2M-row import spooled 14,507 rows, its ~3,400 real repeats included).
 SEEN_SLOTS_LOG2 = 27
 
 
@@ -279,7 +280,7 @@ def _one_malloc_arena() -> None:
     """Have glibc's malloc serve every thread from one arena (unless MALLOC_ARENA_MAX says
     otherwise). Each thread that allocates (the staging worker, the month-file threads) gets
     an arena of its own by default, and memory freed in one is not reused by another: a
-    12M-row re-import peaked 410-418 MB with them, 373 MB with one (a freshly installed venv).
+    12M-row re-import peaked 410-418 MB with them, 364-381 MB with one (a freshly installed venv).
     Set before those threads first allocate; a no-op where malloc is not glibc's."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return
