@@ -58,14 +58,11 @@ from .rowhash import sql_ident as _ident
 from .rowhash import sql_str as _sql_str
 from .schemas import DATASETS, META_COLUMNS, TEXT, DatasetSpec
 from .staging import (
-    ROW_GROUP_ROWS,
     Known,
     MonthFile,
     Staged,
     file_schema,
-    in_file_schema,
     layout_schema,
-    rechunked,
     release_memory,
     stage,
 )
@@ -716,10 +713,14 @@ class Transaction:
             return all(w.staged.known is not None and w.staged.known.version == version and month in w.staged.checked
                        for w in writes if month in w.staged.months)
 
+        def staged_in(month: str) -> list:
+            """The month's staged rows of each write that has some, in write order."""
+            return [w.staged.months[month] for w in writes if month in w.staged.months]
+
         def month_tables(month: str) -> Iterator[pa.Table]:
             """The month's incoming rows not in the table yet (nor added by an earlier write of
             this commit; a write has no repeated row of its own, see staging.py)."""
-            mine = [w.staged.months[month] for w in writes if month in w.staged.months]
+            mine = staged_in(month)
             for staged in mine:  # its repeats found before the stored hashes are loaded: not both at once
                 staged.keep  # noqa: B018 - a cached property, computed here
             seen = SeenHashes() if compared(month) else kept_hashes(month)
@@ -763,7 +764,7 @@ class Transaction:
             # otherwise), unless a month's stored hashes must be read here: two months of those
             # at once took a 6M-row re-import from 355 to 447 MB peak (bench/bench_import.py).
             def month_file(month: str) -> AddAction | None:
-                mine = [w.staged.months[month] for w in writes if month in w.staged.months]
+                mine = staged_in(month)
                 if len(mine) == 1 and mine[0].whole and compared(month) and mine[0].file.schema.equals(
                         _file_schema(schema)):  # written while staging: added as it is
                     added[month] = mine[0].file.rows
@@ -795,15 +796,11 @@ class Transaction:
         """One Parquet data file of the month's rows (in row groups of ROW_GROUP_ROWS), its add
         action; None when no row is new. On object storage the file is written to local
         scratch, then uploaded."""
-        name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
-        rel = f"{MONTH_COLUMN}={month}/{name}" if spec.date_column else name
+        name, rel = _data_file_name(spec, month)
         local = (self.dir / name) if self.dd.remote else Path(self.dd.table_uri(spec.name)) / rel
         file = MonthFile(local, _file_schema(schema), spec.date_column)
         try:
-            # conformed before they are gathered: text read back from a file written while
-            # staging is plain, a spool's is dictionary-encoded, and writes differ in columns
-            for table in rechunked((in_file_schema(t, file.schema) for t in tables), ROW_GROUP_ROWS):
-                file.write(table)
+            file.write_all(tables)
         finally:
             file.close()
         if not file.rows:
@@ -817,8 +814,7 @@ class Transaction:
         a commit made again links it again) or uploaded; its add action."""
         if not file.rows:
             return None
-        rel = f"{MONTH_COLUMN}={month}/" if spec.date_column else ""
-        rel += f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+        _, rel = _data_file_name(spec, month)
         if self.dd.remote:
             lake.upload_file(file.path, lake.join(self.dd.table_uri(spec.name), rel))
         else:
@@ -1004,6 +1000,12 @@ def _file_schema(schema: pa.Schema) -> pa.Schema:
     """The columns of a month's Parquet file (see ``staging.file_schema``): the table's, the
     partition column left out."""
     return file_schema(pa.schema([f for f in schema if f.name != MONTH_COLUMN]))
+
+
+def _data_file_name(spec: DatasetSpec, month: str) -> tuple[str, str]:
+    """A new data file's name, and its path in the table (in the month's partition)."""
+    name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+    return name, f"{MONTH_COLUMN}={month}/{name}" if spec.date_column else name
 
 
 def _add_action(spec: DatasetSpec, month: str, rel: str, file: MonthFile) -> AddAction:
