@@ -1,10 +1,12 @@
 """Benchmark: import of a big hand-downloaded usage CSV into the Delta dataset, against DuckDB
 on the same file.
 
-    python bench/bench_import.py [--rows 2000000] [--workdir DIR] [--keep]
+    python bench/bench_import.py [--rows 2000000] [--rounds 3] [--workdir DIR] [--keep]
 
 Generates a usage report CSV (the shape of a Premium "Usage" export), then, each in a fresh
-subprocess so that peak memory is the run's own:
+subprocess so that peak memory is the run's own (1., 3. and 4. once per round, by turns, so
+that the host's drift from minute to minute falls on both sides of each ratio; the ratios
+printed are each round's and their median):
 1. the baseline: DuckDB ``COPY (FROM read_csv(...)) TO 'x.parquet'`` on the same file;
 2. references: the import's own reading and typing of the file with nothing written (the
    floor of any import built on that reader), and the same with the row hash
@@ -24,6 +26,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -151,6 +154,8 @@ def run_child(mode: str, csv_path: Path, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="baseline, import and re-import by turns this many times (median ratios)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--generate-only", type=Path, default=None, help=argparse.SUPPRESS)
@@ -169,24 +174,38 @@ def main() -> None:
         size_mb = csv_path.stat().st_size / 2**20
         print(f"generated {args.rows:,} rows, {size_mb:,.0f} MiB in {time.perf_counter() - t0:.1f}s")
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
-        baseline = run_child("duckdb", csv_path, work / "duckdb.parquet")
         parsed = run_child("parse", csv_path, work / "unused")  # the import's reading and typing alone
         hashed = run_child("parse-hash", csv_path, work / "unused")  # ... and the row hash
-        ours = run_child("import", csv_path, work / "data")
-        again = run_child("import", csv_path, work / "data")  # every row already there
-        lag = run_child("lag-window", csv_path, work / "data")
+        rounds = []
+        for round_ in range(max(1, args.rounds)):
+            data = work / f"data{round_}"
+            shutil.rmtree(data, ignore_errors=True)
+            baseline = run_child("duckdb", csv_path, work / "duckdb.parquet")
+            ours = run_child("import", csv_path, data)
+            again = run_child("import", csv_path, data)  # every row already there
+            rounds.append((baseline, ours, again))
+            print(f"round {round_ + 1}: duckdb COPY {baseline['seconds']:.2f}s, import {ours['seconds']:.2f}s "
+                  f"({ours['seconds'] / baseline['seconds']:.2f}x), re-import {again['seconds']:.2f}s "
+                  f"({again['seconds'] / baseline['seconds']:.2f}x)")
+        lag = run_child("lag-window", csv_path, data)
+        # the table shows the round of the median import ratio (the lower one of an even count)
+        by_ratio = sorted(rounds, key=lambda r: r[1]["seconds"] / r[0]["seconds"])
+        baseline, ours, again = by_ratio[(len(rounds) - 1) // 2]
         for name, r in (("duckdb COPY (baseline)", baseline), ("read + type only (no write)", parsed),
                         ("read + type + hash (no write)", hashed),
                         ("import (empty dataset)", ours), ("re-import (all duplicates)", again)):
             print(f"{name:<29} {r['rows']:>12,} rows {r['seconds']:8.1f}s {r['rows'] / r['seconds']:>12,.0f} rows/s "
                   f"peak RSS {r['peak_mb']:7.0f} MB")
-        first, second = ours["seconds"] / baseline["seconds"], again["seconds"] / baseline["seconds"]
-        print(f"ratio import/duckdb COPY: {first:.2f}x (goal 1.5x: {'met' if first <= 1.5 else 'NOT met'}); "
+        first = statistics.median(o["seconds"] / b["seconds"] for b, o, _ in rounds)
+        second = statistics.median(a["seconds"] / b["seconds"] for b, _, a in rounds)
+        copy = statistics.median(b["seconds"] for b, _, _ in rounds)
+        of = f"median of {len(rounds)} rounds" if len(rounds) > 1 else "one round"
+        print(f"ratio import/duckdb COPY ({of}): {first:.2f}x (goal 1.5x: {'met' if first <= 1.5 else 'NOT met'}); "
               f"re-import/duckdb COPY: {second:.2f}x (goal 2.5x: {'met' if second <= 2.5 else 'NOT met'}); "
-              f"the import's read + type alone/duckdb: {parsed['seconds'] / baseline['seconds']:.2f}x; "
-              f"read + type + hash in one thread/duckdb: {hashed['seconds'] / baseline['seconds']:.2f}x")
+              f"the import's read + type alone/duckdb: {parsed['seconds'] / copy:.2f}x; "
+              f"read + type + hash in one thread/duckdb: {hashed['seconds'] / copy:.2f}x")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        peak = max(ours["peak_mb"], again["peak_mb"])
+        peak = max(r["peak_mb"] for _, *imports in rounds for r in imports)
         print(f"import peak RSS {peak:.0f} MB: {'within' if peak <= MEMORY_GOAL_MB else 'OVER'} the "
               f"{MEMORY_GOAL_MB} MB goal ({peak / MEMORY_GOAL_MB:.2f}x of goal)")
         print(f"3-day lag window: months rewritten {lag['months_rewritten']} of {lag['months_total']}, "
