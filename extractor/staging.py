@@ -346,6 +346,16 @@ def _bits_of(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     return np.stack([batch.column(0).to_numpy(), batch.column(1).to_numpy()], axis=1)
 
 
+def _all_bits(batches: Iterable[pa.RecordBatch]) -> np.ndarray:
+    """The lanes of every row of a hash spool's ``batches``, shape (rows, 2)."""
+    return np.concatenate([_bits_of(b) for b in batches] or [np.empty((0, 2), np.uint64)])
+
+
+def _with_row_hash(table: pa.Table, bits: np.ndarray) -> pa.Table:
+    """``table`` with its rows' ``_row_hash`` text (from their lanes) as its last column."""
+    return table.append_column(pa.field("_row_hash", pa.string()), to_hex(bits))
+
+
 class _SeenSlots:
     """Which rows of a write are surely the first of their row hash: one bit per slot of the
     first lane's top bits. A row whose slot is free is the first of its hash (it takes the
@@ -514,7 +524,7 @@ class _MonthFiles:
     def _write_to_file(self, file: MonthFile, hashes: _RowFile, table: pa.Table, bits: np.ndarray) -> None:
         if not len(bits):
             return
-        file.write(self._in_layout(table.append_column(pa.field("_row_hash", pa.string()), to_hex(bits))))
+        file.write(self._in_layout(_with_row_hash(table, bits)))
         hashes.add(_bits_table(bits))
 
     def _flush(self, month: str, last: bool = False) -> None:
@@ -586,7 +596,7 @@ class _MonthFiles:
                     bits = _bits_of(lanes)[mask]
                     file_hashes.add(_bits_table(bits))
                     table = pa.Table.from_batches([batch]).filter(pa.array(mask))
-                    yield self._in_layout(table.append_column(pa.field("_row_hash", pa.string()), to_hex(bits)))
+                    yield self._in_layout(_with_row_hash(table, bits))
 
         file.write_all(kept())
 
@@ -692,11 +702,10 @@ class _StagedMonth:
                 table, bits = table.filter(pa.array(mask)), bits[mask]
             row += batch.num_rows
             if table.num_rows:
-                yield self.layout(table.append_column(pa.field("_row_hash", pa.string()), to_hex(bits)))
+                yield self.layout(_with_row_hash(table, bits))
 
     def all_bits(self) -> np.ndarray:
-        parts = [_bits_of(b) for b in self.hash_batches()]
-        return np.concatenate(parts) if parts else np.empty((0, 2), np.uint64)
+        return _all_bits(self.hash_batches())
 
     def new_rows(self, seen: SeenHashes) -> np.ndarray:
         """Over the month's rows in order: True for a row to add, the first of its equal rows
@@ -719,7 +728,7 @@ class _StagedMonth:
 def _not_in(held: _RowFile | None, hashes: _RowFile) -> np.ndarray:
     """Over the rows of ``hashes``: True for a row whose hash ``held`` does not have. Both are
     read a batch at a time; only the lanes of ``hashes`` (the few spooled rows) are held."""
-    bits = np.concatenate([_bits_of(b) for b in hashes.all_batches()] or [np.empty((0, 2), np.uint64)])
+    bits = _all_bits(hashes.all_batches())
     if held is None or not held.rows or not len(bits):
         return np.ones(len(bits), dtype=bool)
     spooled = SeenHashes()
